@@ -1,0 +1,118 @@
+/* language_decoder.c - Gemma-style decoder: RMSNorm (1 + w), RoPE at
+ * 1-indexed positions, grouped-query attention over the KV cache with
+ * optional soft-capping and sliding window, gated gelu-tanh MLP, optional
+ * Gemma 2 sandwich norms, final norm, last-position logits only. */
+#include "language_decoder.h"
+
+#include "ops.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void vlm_kv_cache_reset (VlmKvCache *cache, const VlmDecoderConfig *c,
+                         int capacity)
+{
+    int row = c->n_kv_heads * c->head_dim;
+    if (cache->capacity < capacity || cache->row != row ||
+        cache->n_layers != c->n_layers) {
+        vlm_kv_cache_clear (cache);
+        gsize n = (gsize) c->n_layers * capacity * row;
+        cache->k = g_new (float, n);
+        cache->v = g_new (float, n);
+        cache->capacity = capacity;
+        cache->row = row;
+        cache->n_layers = c->n_layers;
+    }
+    cache->n = 0;
+}
+
+void vlm_kv_cache_clear (VlmKvCache *cache)
+{
+    g_free (cache->k);
+    g_free (cache->v);
+    memset (cache, 0, sizeof *cache);
+}
+
+void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
+                          VlmKvCache *cache, float *h, int T, gboolean prefix,
+                          float *logits, const VlmTrace *trace)
+{
+    int H = c->hidden, F = c->intermediate, hd = c->head_dim;
+    int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    int start = cache->n, S = start + T;
+    g_assert (S <= cache->capacity);
+
+    float *x = g_new (float, (gsize) T * MAX (H, qd));
+    float *q = g_new (float, (gsize) T * qd);
+    float *att = g_new (float, (gsize) T * qd);
+    float *gate = g_new (float, (gsize) T * F), *up = g_new (float, (gsize) T * F);
+    float *scores = g_new (float, (gsize) T * S);
+    int *pos = g_new (int, T), *lo = g_new (int, T), *hi = g_new (int, T),
+        *lo_sliding = g_new (int, T);
+    for (int t = 0; t < T; t++) {
+        int p = start + t;
+        pos[t] = p + 1; /* HF feeds 1-indexed positions to RoPE */
+        lo[t] = 0;
+        hi[t] = prefix ? S : p + 1;
+        /* A prefix block sees itself whole even beyond the window. */
+        lo_sliding[t] = (prefix || !c->sliding_window)
+                            ? 0 : MAX (0, p - c->sliding_window + 1);
+    }
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const VlmDecoderLayer *L = &w->layers[l];
+        float *kc = cache->k + (gsize) l * cache->capacity * kvd;
+        float *vc = cache->v + (gsize) l * cache->capacity * kvd;
+        gboolean sliding = c->sliding_window > 0 && l % 2 == 0;
+
+        vlm_ops_rmsnorm (x, h, L->in_norm, T, H, c->rms_eps);
+        vlm_ops_linear (q, x, L->wq, NULL, T, H, qd);
+        vlm_ops_linear (kc + (gsize) start * kvd, x, L->wk, NULL, T, H, kvd);
+        vlm_ops_linear (vc + (gsize) start * kvd, x, L->wv, NULL, T, H, kvd);
+        vlm_ops_rope (q, T, c->n_heads, hd, pos, c->rope_theta);
+        vlm_ops_rope (kc + (gsize) start * kvd, T, c->n_kv_heads, hd, pos,
+                      c->rope_theta);
+        vlm_ops_attention (att, q, kc, vc, T, S, c->n_heads, c->n_kv_heads, hd,
+                           c->attn_scale, c->attn_softcap,
+                           sliding ? lo_sliding : lo, hi, scores);
+        vlm_ops_linear (x, att, L->wo, NULL, T, qd, H);
+        if (c->sandwich_norms)
+            vlm_ops_rmsnorm (x, x, L->post_attn_norm, T, H, c->rms_eps);
+        vlm_ops_add (h, x, (gsize) T * H);
+
+        vlm_ops_rmsnorm (x, h, c->sandwich_norms ? L->pre_ffw_norm
+                                                 : L->post_attn_norm,
+                         T, H, c->rms_eps);
+        vlm_ops_linear (gate, x, L->gate, NULL, T, H, F);
+        vlm_ops_linear (up, x, L->up, NULL, T, H, F);
+        vlm_ops_gelu_tanh (gate, (gsize) T * F);
+        for (gsize i = 0; i < (gsize) T * F; i++)
+            gate[i] *= up[i];
+        vlm_ops_linear (x, gate, L->down, NULL, T, F, H);
+        if (c->sandwich_norms)
+            vlm_ops_rmsnorm (x, x, L->post_ffw_norm, T, H, c->rms_eps);
+        vlm_ops_add (h, x, (gsize) T * H);
+        char name[32];
+        snprintf (name, sizeof name, "text_hidden.%d", l);
+        vlm_trace (trace, name, h, T, H);
+    }
+    cache->n = S;
+
+    /* Only the last position's logits are needed. */
+    float *last = h + (gsize) (T - 1) * H;
+    vlm_ops_rmsnorm (x, last, w->final_norm, 1, H, c->rms_eps);
+    vlm_ops_linear (logits, x, w->lm_head, NULL, 1, H, c->vocab_rows);
+    if (c->final_softcap > 0)
+        vlm_ops_softcap (logits, c->vocab_rows, c->final_softcap);
+
+    g_free (x);
+    g_free (q);
+    g_free (att);
+    g_free (gate);
+    g_free (up);
+    g_free (scores);
+    g_free (pos);
+    g_free (lo);
+    g_free (hi);
+    g_free (lo_sliding);
+}

@@ -1,0 +1,140 @@
+/* ops.c - float32 kernels on top of cblas. Reductions accumulate in double
+ * so that results stay within float32 noise of the reference. */
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+void vlm_ops_linear (float *y, const float *x, const float *w, const float *b,
+                     int M, int K, int N)
+{
+    if (M == 1)
+        cblas_sgemv (CblasRowMajor, CblasNoTrans, N, K, 1.0f, w, K, x, 1, 0.0f,
+                     y, 1);
+    else
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x,
+                     K, w, K, 0.0f, y, N);
+    if (b)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                y[(gsize) i * N + j] += b[j];
+}
+
+void vlm_ops_layernorm (float *out, const float *x, const float *w,
+                        const float *b, int M, int D, float eps)
+{
+    for (int i = 0; i < M; i++) {
+        const float *r = x + (gsize) i * D;
+        float *o = out + (gsize) i * D;
+        double mean = 0, var = 0;
+        for (int j = 0; j < D; j++)
+            mean += r[j];
+        mean /= D;
+        for (int j = 0; j < D; j++)
+            var += (r[j] - mean) * (r[j] - mean);
+        var /= D;
+        float inv = (float) (1.0 / sqrt (var + eps));
+        float m = (float) mean;
+        for (int j = 0; j < D; j++)
+            o[j] = (r[j] - m) * inv * w[j] + b[j];
+    }
+}
+
+void vlm_ops_rmsnorm (float *out, const float *x, const float *w, int M, int D,
+                      float eps)
+{
+    for (int i = 0; i < M; i++) {
+        const float *r = x + (gsize) i * D;
+        float *o = out + (gsize) i * D;
+        double ss = 0;
+        for (int j = 0; j < D; j++)
+            ss += (double) r[j] * r[j];
+        float inv = (float) (1.0 / sqrt (ss / D + eps));
+        for (int j = 0; j < D; j++)
+            o[j] = (r[j] * inv) * (1.0f + w[j]);
+    }
+}
+
+void vlm_ops_gelu_tanh (float *x, gsize n)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (gsize i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf (k * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void vlm_ops_softcap (float *x, gsize n, float cap)
+{
+    for (gsize i = 0; i < n; i++)
+        x[i] = tanhf (x[i] / cap) * cap;
+}
+
+void vlm_ops_add (float *y, const float *x, gsize n)
+{
+    for (gsize i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const int *pos,
+                   float theta)
+{
+    int half = head_dim / 2;
+    float inv_freq[half];
+    /* As HF: 1 / theta^(2i/d) computed in float32. */
+    for (int i = 0; i < half; i++)
+        inv_freq[i] = 1.0f / powf (theta, (float) (2 * i) / (float) head_dim);
+    for (int t = 0; t < T; t++) {
+        float c[half], s[half];
+        for (int i = 0; i < half; i++) {
+            float angle = (float) pos[t] * inv_freq[i];
+            c[i] = cosf (angle);
+            s[i] = sinf (angle);
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((gsize) t * n_heads + h) * head_dim;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * c[i] - b * s[i];
+                v[i + half] = b * c[i] + a * s[i];
+            }
+        }
+    }
+}
+
+static void softmax_row (float *x, int lo, int hi, int n)
+{
+    float max = -INFINITY;
+    for (int j = lo; j < hi; j++)
+        max = fmaxf (max, x[j]);
+    double sum = 0;
+    for (int j = lo; j < hi; j++) {
+        x[j] = expf (x[j] - max);
+        sum += x[j];
+    }
+    float inv = (float) (1.0 / sum);
+    for (int j = 0; j < n; j++)
+        x[j] = (j >= lo && j < hi) ? x[j] * inv : 0.0f;
+}
+
+void vlm_ops_attention (float *out, const float *q, const float *k,
+                        const float *v, int T, int S, int n_heads, int n_kv,
+                        int d, float scale, float softcap, const int *key_lo,
+                        const int *key_hi, float *scratch)
+{
+    int group = n_heads / n_kv;
+    int qs = n_heads * d, ks = n_kv * d;
+    for (int h = 0; h < n_heads; h++) {
+        int g = h / group;
+        /* scores[T, S] = q_h . k_g^T * scale */
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, T, S, d, scale,
+                     q + h * d, qs, k + g * d, ks, 0.0f, scratch, S);
+        if (softcap > 0)
+            vlm_ops_softcap (scratch, (gsize) T * S, softcap);
+        for (int t = 0; t < T; t++)
+            softmax_row (scratch + (gsize) t * S, key_lo[t], key_hi[t], S);
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, S, 1.0f,
+                     scratch, S, v + g * d, ks, 0.0f, out + h * d, qs);
+    }
+}

@@ -1,0 +1,37 @@
+/* ops.h - float32 tensor operations shared by the encoder and the decoder.
+ * Row-major everywhere; matrix products go through OpenBLAS. */
+#ifndef VLM_OPS_H
+#define VLM_OPS_H
+
+#include <glib.h>
+
+/* y[M, N] = x[M, K] . W[N, K]^T (+ b[N] if b). */
+void vlm_ops_linear (float *y, const float *x, const float *w, const float *b,
+                     int M, int K, int N);
+/* LayerNorm over rows of D with biased variance: out may equal x. */
+void vlm_ops_layernorm (float *out, const float *x, const float *w,
+                        const float *b, int M, int D, float eps);
+/* Gemma RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + w). out may equal x. */
+void vlm_ops_rmsnorm (float *out, const float *x, const float *w, int M, int D,
+                      float eps);
+/* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in place. */
+void vlm_ops_gelu_tanh (float *x, gsize n);
+/* x[i] = tanh(x[i] / cap) * cap, in place. */
+void vlm_ops_softcap (float *x, gsize n, float cap);
+void vlm_ops_add (float *y, const float *x, gsize n);
+/* Rotary embedding, half-split ("rotate_half") convention, on T rows of
+ * n_heads * head_dim values; row t is at position pos[t]. */
+void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const int *pos,
+                   float theta);
+
+/* Multi-head attention with grouped kv heads.
+ * q: [T, n_heads * d] (row stride n_heads * d), k, v: [S, n_kv * d].
+ * Query row t sees keys [key_lo[t], key_hi[t]); scores are scaled by scale,
+ * soft-capped when softcap > 0, softmaxed in float32.
+ * out: [T, n_heads * d]. scratch: T * S floats. */
+void vlm_ops_attention (float *out, const float *q, const float *k,
+                        const float *v, int T, int S, int n_heads, int n_kv,
+                        int d, float scale, float softcap, const int *key_lo,
+                        const int *key_hi, float *scratch);
+
+#endif

@@ -1,0 +1,378 @@
+/* vlm.c - implements vlm.h: model loading and sharing, sessions, the
+ * describe loop (preprocess, vision, projector, prefill, decode), stats,
+ * cancellation and the log hook. */
+#include "vlm.h"
+
+#include "checkpoint.h"
+#include "families/family.h"
+#include "image.h"
+#include "language_decoder.h"
+#include "model.h"
+#include "sampler.h"
+#include "session.h"
+#include "tokenizer.h"
+#include "vision_encoder.h"
+
+#include <cblas.h>
+#include <string.h>
+
+G_DEFINE_QUARK (vlm-error-quark, vlm_error)
+
+static VlmLogFunc log_func;
+static gpointer log_data;
+G_LOCK_DEFINE_STATIC (log);
+
+void vlm_set_log_func (VlmLogFunc func, gpointer user_data)
+{
+    G_LOCK (log);
+    log_func = func;
+    log_data = user_data;
+    G_UNLOCK (log);
+}
+
+static void vlm_log (VlmLogLevel level, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+static void vlm_log (VlmLogLevel level, const char *fmt, ...)
+{
+    G_LOCK (log);
+    VlmLogFunc f = log_func;
+    gpointer d = log_data;
+    G_UNLOCK (log);
+    if (!f)
+        return;
+    va_list ap;
+    va_start (ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+    va_end (ap);
+    f (level, msg, d);
+}
+
+const char *vlm_finish_reason_to_string (VlmFinishReason reason)
+{
+    switch (reason) {
+    case VLM_FINISH_EOS:
+        return "eos";
+    case VLM_FINISH_LENGTH:
+        return "length";
+    case VLM_FINISH_CANCELLED:
+        return "cancelled";
+    }
+    return "unknown";
+}
+
+void vlm_describe_params_init (VlmDescribeParams *p)
+{
+    memset (p, 0, sizeof *p);
+    p->max_new_tokens = 32;
+    p->top_p = 1.0f;
+}
+
+char *vlm_model_resolve_path (const char *path_or_repo_id, GError **error)
+{
+    return vlm_checkpoint_resolve (path_or_repo_id, error);
+}
+
+static void model_free (VlmModel *m)
+{
+    if (m->tokenizer)
+        vlm_tokenizer_free (m->tokenizer);
+    vlm_weights_free (m->weights);
+    g_free (m->vision.layers);
+    g_free (m->decoder.layers);
+    g_free (m->path);
+    g_free (m->variant);
+    g_free (m->dtype);
+    g_free (m);
+}
+
+VlmModel *vlm_model_load (const char *path_or_repo_id, GError **error)
+{
+    gint64 t0 = g_get_monotonic_time ();
+    g_autoptr (VlmCheckpoint) ckpt = vlm_checkpoint_open (path_or_repo_id, error);
+    if (!ckpt)
+        return NULL;
+    const VlmFamily *family = vlm_family_find (ckpt->config, error);
+    if (!family)
+        return NULL;
+
+    VlmModel *m = g_new0 (VlmModel, 1);
+    m->ref_count = 1;
+    m->family = family;
+    m->path = g_strdup (ckpt->dir);
+    g_autofree char *tok_path = g_build_filename (ckpt->dir, "tokenizer.model", NULL);
+    if (!(m->tokenizer = vlm_tokenizer_load (tok_path, error)) ||
+        !(m->weights = vlm_weights_open (ckpt->dir, error)) ||
+        !family->load (m, ckpt, error) ||
+        !vlm_weights_check_all_used (m->weights, error)) {
+        model_free (m);
+        return NULL;
+    }
+    m->dtype = g_strdup (vlm_weights_dtype (m->weights));
+
+    VlmModelInfo *i = &m->info;
+    i->family = family->name;
+    i->variant = m->variant;
+    i->path = m->path;
+    i->image_width = m->image.width;
+    i->image_height = m->image.height;
+    i->n_image_tokens = m->vision_cfg.n_patches;
+    i->vocab_size = m->decoder_cfg.vocab_rows;
+    i->n_params = vlm_weights_n_params (m->weights);
+    i->dtype = m->dtype;
+    i->capabilities = "text,vision-understanding";
+    i->default_prompt = family->default_prompt;
+    vlm_log (VLM_LOG_INFO,
+             "loaded %s (%s, %s, %.1fM parameters, %ux%u input, %u image "
+             "tokens, vocabulary %u) from %s in %.1f ms", i->variant, i->family,
+             i->dtype, i->n_params / 1e6, i->image_width, i->image_height,
+             i->n_image_tokens, i->vocab_size, m->path,
+             (g_get_monotonic_time () - t0) / 1000.0);
+    return m;
+}
+
+VlmModel *vlm_model_ref (VlmModel *m)
+{
+    g_return_val_if_fail (m != NULL, NULL);
+    g_atomic_int_inc (&m->ref_count);
+    return m;
+}
+
+void vlm_model_unref (VlmModel *m)
+{
+    if (m && g_atomic_int_dec_and_test (&m->ref_count))
+        model_free (m);
+}
+
+const VlmModelInfo *vlm_model_get_info (const VlmModel *m)
+{
+    g_return_val_if_fail (m != NULL, NULL);
+    return &m->info;
+}
+
+/* Images are limited to 2^16 pixels a side: far beyond any camera, and it
+ * keeps every size computation far from overflow. */
+#define VLM_MAX_IMAGE_SIDE 65536
+
+float *vlm_model_preprocess (const VlmModel *m, const VlmImage *img,
+                             gsize *n_values, GError **error)
+{
+    if (!img || !img->data || img->width == 0 || img->height == 0 ||
+        img->width > VLM_MAX_IMAGE_SIDE || img->height > VLM_MAX_IMAGE_SIDE ||
+        img->stride < (gsize) img->width * 3) {
+        g_set_error (error, VLM_ERROR, VLM_ERROR_INVALID_INPUT,
+                     "invalid image: %ux%u with stride %" G_GSIZE_FORMAT
+                     " (need 1..%d pixels a side and stride >= 3 * width)",
+                     img ? img->width : 0, img ? img->height : 0,
+                     img ? img->stride : 0, VLM_MAX_IMAGE_SIDE);
+        return NULL;
+    }
+    int w = m->image.width, h = m->image.height;
+    guint8 *rgb = g_malloc ((gsize) w * h * 3);
+    vlm_image_resize_bicubic (img->data, img->width, img->height, img->stride,
+                              rgb, w, h);
+    float *out = g_new (float, (gsize) 3 * w * h);
+    vlm_image_normalize (rgb, w, h, m->image.rescale_factor, m->image.mean,
+                         m->image.std, out);
+    g_free (rgb);
+    if (n_values)
+        *n_values = (gsize) 3 * w * h;
+    return out;
+}
+
+VlmSession *vlm_session_new (VlmModel *model, guint n_threads, GError **error)
+{
+    g_return_val_if_fail (model != NULL, NULL);
+    VlmSession *s = g_new0 (VlmSession, 1);
+    s->model = vlm_model_ref (model);
+    s->n_threads = n_threads;
+    if (n_threads > 0)
+        openblas_set_num_threads (n_threads);
+    return s;
+}
+
+void vlm_session_free (VlmSession *s)
+{
+    if (!s)
+        return;
+    vlm_kv_cache_clear (&s->cache);
+    vlm_model_unref (s->model);
+    g_free (s);
+}
+
+void vlm_session_cancel (VlmSession *s)
+{
+    g_atomic_int_set (&s->cancelled, 1);
+}
+
+void vlm_session_reset_cancel (VlmSession *s)
+{
+    g_atomic_int_set (&s->cancelled, 0);
+}
+
+void vlm_result_free (VlmResult *r)
+{
+    if (!r)
+        return;
+    g_free (r->text);
+    g_free (r->tokens);
+    g_free (r->input_ids);
+    g_free (r->prefill_logits);
+    g_free (r);
+}
+
+static double ms_since (gint64 t0)
+{
+    return (g_get_monotonic_time () - t0) / 1000.0;
+}
+
+static gboolean is_eos (const VlmModel *m, guint32 id)
+{
+    for (guint i = 0; i < m->n_eos_tokens; i++)
+        if (m->eos_tokens[i] == id)
+            return TRUE;
+    return FALSE;
+}
+
+/* Embedding rows of ids scaled by the decoder's normalizer; the image
+ * token positions take the projected image features in order. */
+static gboolean embed (const VlmModel *m, const guint32 *ids, guint n,
+                       const float *image_features, float *x, GError **error)
+{
+    const VlmDecoderConfig *c = &m->decoder_cfg;
+    guint k = 0;
+    for (guint i = 0; i < n; i++) {
+        float *row = x + (gsize) i * c->hidden;
+        if (image_features && ids[i] == m->image_token) {
+            memcpy (row, image_features + (gsize) k++ * c->hidden,
+                    c->hidden * sizeof (float));
+        } else if (ids[i] < (guint32) c->vocab_rows) {
+            memcpy (row, m->decoder.embed + (gsize) ids[i] * c->hidden,
+                    c->hidden * sizeof (float));
+        } else {
+            g_set_error (error, VLM_ERROR, VLM_ERROR_INVALID_INPUT,
+                         "token id %u is outside the %d embedding rows", ids[i],
+                         c->vocab_rows);
+            return FALSE;
+        }
+        for (int j = 0; j < c->hidden; j++)
+            row[j] *= c->embed_scale;
+    }
+    return TRUE;
+}
+
+VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
+                                        const VlmDescribeParams *params,
+                                        const VlmTrace *trace, GError **error)
+{
+    const VlmModel *m = s->model;
+    const VlmDecoderConfig *dc = &m->decoder_cfg;
+    VlmDescribeParams defaults;
+    if (!params) {
+        vlm_describe_params_init (&defaults);
+        params = &defaults;
+    }
+    const char *prompt = params->prompt ? params->prompt : m->family->default_prompt;
+    g_autoptr (VlmResult) r = g_new0 (VlmResult, 1);
+    r->finish_reason = VLM_FINISH_CANCELLED;
+
+    gint64 t = g_get_monotonic_time ();
+    g_autofree float *pixels = vlm_model_preprocess (m, image, NULL, error);
+    if (!pixels)
+        return NULL;
+    vlm_trace (trace, "pixel_values", pixels, 3 * m->image.height, m->image.width);
+    r->stats.preprocess_ms = ms_since (t);
+
+    r->input_ids = m->family->build_prompt (m, prompt, &r->n_input_ids);
+    guint L = r->n_input_ids;
+    r->stats.n_tokens_image = m->vision_cfg.n_patches;
+    r->stats.n_tokens_prompt = L - m->vision_cfg.n_patches;
+    if (g_atomic_int_get (&s->cancelled))
+        return g_steal_pointer (&r);
+
+    /* Vision tower and projector. */
+    t = g_get_monotonic_time ();
+    int N = m->vision_cfg.n_patches, H = dc->hidden;
+    g_autofree float *vis = g_new (float, (gsize) N * m->vision_cfg.hidden);
+    vlm_vision_encode (&m->vision_cfg, &m->vision, pixels, vis, trace);
+    g_autofree float *feat = g_new (float, (gsize) N * H);
+    vlm_ops_linear (feat, vis, m->projector.w, m->projector.b, N,
+                    m->vision_cfg.hidden, H);
+    for (gsize i = 0; i < (gsize) N * H; i++)
+        feat[i] /= m->projector.divisor;
+    vlm_trace (trace, "projected", feat, N, H);
+    r->stats.vision_ms = ms_since (t);
+
+    /* Prefill the whole prompt as one bidirectional block. */
+    t = g_get_monotonic_time ();
+    guint max_new = params->max_new_tokens;
+    vlm_kv_cache_reset (&s->cache, dc, L + MAX (max_new, 1));
+    g_autofree float *x = g_new (float, (gsize) L * H);
+    if (!embed (m, r->input_ids, L, feat, x, error))
+        return NULL;
+    vlm_trace (trace, "decoder_input", x, L, H);
+    g_autofree float *logits = g_new (float, dc->vocab_rows);
+    vlm_decoder_forward (dc, &m->decoder, &s->cache, x, L, TRUE, logits, trace);
+    r->stats.prefill_ms = ms_since (t);
+    if (params->want_logits) {
+        r->prefill_logits = g_memdup2 (logits, dc->vocab_rows * sizeof (float));
+        r->n_logits = dc->vocab_rows;
+    }
+
+    /* Decode. */
+    t = g_get_monotonic_time ();
+    VlmSampler sampler;
+    vlm_sampler_init (&sampler, params->temperature, params->top_k,
+                      params->top_p, params->seed);
+    g_autofree float *probs = g_new (float, dc->vocab_rows);
+    g_autofree guint32 *order = g_new (guint32, dc->vocab_rows);
+    r->tokens = g_new (guint32, MAX (max_new, 1));
+    r->finish_reason = VLM_FINISH_LENGTH;
+    while (r->n_tokens < max_new) {
+        if (g_atomic_int_get (&s->cancelled)) {
+            r->finish_reason = VLM_FINISH_CANCELLED;
+            break;
+        }
+        if (r->n_tokens > 0) {
+            guint32 prev = r->tokens[r->n_tokens - 1];
+            if (!embed (m, &prev, 1, NULL, x, error))
+                return NULL;
+            vlm_decoder_forward (dc, &m->decoder, &s->cache, x, 1, FALSE,
+                                 logits, NULL);
+        }
+        guint32 id = vlm_sampler_sample (&sampler, logits, dc->vocab_rows,
+                                         probs, order);
+        vlm_trace (trace, "step_logits", logits, 1, dc->vocab_rows);
+        r->tokens[r->n_tokens++] = id;
+        if (params->on_token) {
+            g_autofree char *so_far =
+                vlm_tokenizer_decode_stable (m->tokenizer, r->tokens, r->n_tokens);
+            if (!params->on_token (id, so_far, params->user_data)) {
+                r->finish_reason = VLM_FINISH_CANCELLED;
+                break;
+            }
+        }
+        if (is_eos (m, id)) {
+            r->finish_reason = VLM_FINISH_EOS;
+            break;
+        }
+    }
+    r->stats.decode_ms = ms_since (t);
+    r->stats.n_tokens_generated = r->n_tokens;
+    r->text = vlm_tokenizer_decode (m->tokenizer, r->tokens, r->n_tokens);
+    vlm_log (VLM_LOG_DEBUG,
+             "described %ux%u image: %u image + %u prompt tokens, %u generated "
+             "(%s); preprocess %.1f ms, vision %.1f ms, prefill %.1f ms, "
+             "decode %.1f ms", image->width, image->height,
+             r->stats.n_tokens_image, r->stats.n_tokens_prompt, r->n_tokens,
+             vlm_finish_reason_to_string (r->finish_reason),
+             r->stats.preprocess_ms, r->stats.vision_ms, r->stats.prefill_ms,
+             r->stats.decode_ms);
+    return g_steal_pointer (&r);
+}
+
+VlmResult *vlm_session_describe (VlmSession *s, const VlmImage *image,
+                                 const VlmDescribeParams *params, GError **error)
+{
+    g_return_val_if_fail (s != NULL, NULL);
+    return vlm_session_describe_traced (s, image, params, NULL, error);
+}

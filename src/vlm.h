@@ -1,0 +1,148 @@
+/* vlm.h - the public API of libvlm, the vision-language model engine.
+ *
+ * A VlmModel is a loaded checkpoint (weights mapped from disk, config,
+ * tokenizer). A VlmSession holds everything one describing thread needs
+ * (KV cache, activations, sampler state). Errors are GErrors in VLM_ERROR.
+ *
+ * Thread safety: a VlmModel is immutable after load and may be shared by any
+ * number of threads and sessions; a VlmSession is used by one thread at a
+ * time, except vlm_session_cancel(), which any thread may call.
+ *
+ * This header compiles as plain C and names no model family.
+ */
+#ifndef VLM_H
+#define VLM_H
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define VLM_ERROR (vlm_error_quark ())
+GQuark vlm_error_quark (void);
+
+typedef enum {
+    VLM_ERROR_NOT_FOUND,     /* directory, file, tokenizer.model, repo id not in cache */
+    VLM_ERROR_INVALID_MODEL, /* bad config key/type, missing/extra/mis-shaped tensor */
+    VLM_ERROR_UNSUPPORTED,   /* unknown model_type or dtype, text-only checkpoint */
+    VLM_ERROR_INVALID_INPUT, /* bad image size/stride, prompt too long */
+    VLM_ERROR_CANCELLED,
+} VlmError;
+
+typedef struct _VlmModel VlmModel;     /* weights + config + tokenizer; refcounted */
+typedef struct _VlmSession VlmSession; /* KV cache, activations, sampler state */
+
+/* Packed RGB8: width*3 bytes of pixels per row, rows stride bytes apart. */
+typedef struct {
+    const guint8 *data;
+    guint width, height;
+    gsize stride;
+} VlmImage;
+
+typedef enum {
+    VLM_FINISH_EOS,
+    VLM_FINISH_LENGTH,
+    VLM_FINISH_CANCELLED,
+} VlmFinishReason;
+
+const char *vlm_finish_reason_to_string (VlmFinishReason reason);
+
+/* Called once per generated token on the describing thread with the piece
+ * text of this token and the whole text so far (always valid UTF-8: a
+ * multi-byte character split over tokens appears once complete).
+ * Return FALSE to stop generating (finish reason "cancelled"). */
+typedef gboolean (*VlmTokenFunc) (guint32 token, const char *text_so_far,
+                                  gpointer user_data);
+
+typedef struct {
+    const char *prompt;     /* NULL = the family's default ("caption en") */
+    guint max_new_tokens;   /* default 32 */
+    float temperature;      /* 0 = greedy (default) */
+    guint top_k;            /* 0 = off (default) */
+    float top_p;            /* 1 = off (default) */
+    guint64 seed;           /* sampler seed, default 0 */
+    VlmTokenFunc on_token;  /* optional */
+    gpointer user_data;
+    gboolean want_logits;   /* fill VlmResult.prefill_logits */
+} VlmDescribeParams;
+
+typedef struct {
+    guint n_tokens_image, n_tokens_prompt, n_tokens_generated;
+    double preprocess_ms, vision_ms, prefill_ms, decode_ms;
+} VlmStats;
+
+typedef struct {
+    char *text;              /* UTF-8 of the generated tokens, special tokens dropped */
+    guint32 *tokens;         /* generated ids (eos included when it stopped on eos) */
+    guint n_tokens;
+    guint32 *input_ids;      /* the prompt ids the decoder saw */
+    guint n_input_ids;
+    float *prefill_logits;   /* [vocab_size] at the last prompt position, or NULL */
+    guint n_logits;
+    VlmFinishReason finish_reason;
+    VlmStats stats;
+} VlmResult;
+
+typedef struct {
+    const char *family;       /* e.g. "paligemma" */
+    const char *variant;      /* e.g. "paligemma-224" */
+    const char *path;         /* canonical checkpoint directory */
+    guint image_width, image_height;
+    guint n_image_tokens;
+    guint vocab_size;         /* logits per step */
+    guint64 n_params;
+    const char *dtype;        /* stored weight dtype: "F32", "BF16", "F16" */
+    const char *capabilities; /* "text,vision-understanding" */
+    const char *default_prompt;
+} VlmModelInfo;
+
+typedef enum {
+    VLM_LOG_ERROR,
+    VLM_LOG_WARNING,
+    VLM_LOG_INFO,
+    VLM_LOG_DEBUG,
+} VlmLogLevel;
+
+typedef void (*VlmLogFunc) (VlmLogLevel level, const char *message,
+                            gpointer user_data);
+
+/* Route the engine's log (model load summary, timings) to func; NULL = silent. */
+void vlm_set_log_func (VlmLogFunc func, gpointer user_data);
+
+void vlm_describe_params_init (VlmDescribeParams *params);
+
+/* path_or_repo_id: a checkpoint directory, or a Hugging Face repo id
+ * ("google/paligemma-3b-mix-224") found in the local Hugging Face cache. */
+VlmModel *vlm_model_load (const char *path_or_repo_id, GError **error);
+VlmModel *vlm_model_ref (VlmModel *model);
+void vlm_model_unref (VlmModel *model);
+const VlmModelInfo *vlm_model_get_info (const VlmModel *model);
+
+/* Resolve a directory or repo id to the canonical checkpoint directory
+ * (what models are shared by); NULL with error if it does not exist. */
+char *vlm_model_resolve_path (const char *path_or_repo_id, GError **error);
+
+/* The preprocessed image exactly as the vision encoder sees it:
+ * [3, image_height, image_width] float32, CHW. Free with g_free. */
+float *vlm_model_preprocess (const VlmModel *model, const VlmImage *image,
+                             gsize *n_values, GError **error);
+
+/* n_threads 0 = all cores. */
+VlmSession *vlm_session_new (VlmModel *model, guint n_threads, GError **error);
+void vlm_session_free (VlmSession *session);
+/* Any thread: the running or next describe call stops before its next token. */
+void vlm_session_cancel (VlmSession *session);
+/* Clear a cancel request so the session can describe again. */
+void vlm_session_reset_cancel (VlmSession *session);
+
+VlmResult *vlm_session_describe (VlmSession *session, const VlmImage *image,
+                                 const VlmDescribeParams *params,
+                                 GError **error);
+void vlm_result_free (VlmResult *result);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlmModel, vlm_model_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlmSession, vlm_session_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlmResult, vlm_result_free)
+
+G_END_DECLS
+
+#endif /* VLM_H */

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs every Debian 12 package that building, the demo and the tests need.
+# Idempotent: apt-get only installs what is missing. Run as root.
+set -eu
+PKGS="
+  gcc g++ pkg-config meson ninja-build git ca-certificates
+  libglib2.0-dev libjson-glib-dev libopenblas-dev libsentencepiece-dev sentencepiece
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
+  python3 python3-numpy
+"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends $missing
+fi
