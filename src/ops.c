@@ -81,16 +81,15 @@ void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const int *pos,
                    float theta)
 {
     int half = head_dim / 2;
-    float inv_freq[half];
-    /* As HF: 1 / theta^(2i/d) computed in float32. */
+    double inv_freq[half];
     for (int i = 0; i < half; i++)
-        inv_freq[i] = 1.0f / powf (theta, (float) (2 * i) / (float) head_dim);
+        inv_freq[i] = 1.0 / pow (theta, (double) (2 * i) / head_dim);
     for (int t = 0; t < T; t++) {
         float c[half], s[half];
         for (int i = 0; i < half; i++) {
-            float angle = (float) pos[t] * inv_freq[i];
-            c[i] = cosf (angle);
-            s[i] = sinf (angle);
+            double angle = pos[t] * inv_freq[i];
+            c[i] = (float) cos (angle);
+            s[i] = (float) sin (angle);
         }
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((gsize) t * n_heads + h) * head_dim;

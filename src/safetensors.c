@@ -355,6 +355,11 @@ VlmTensorStore *vlm_tensor_store_open_dir (const char *dir, GError **error)
     return g_steal_pointer (&store);
 }
 
+GPtrArray *vlm_tensor_store_tensors (VlmTensorStore *store)
+{
+    return store->order;
+}
+
 VlmTensorInfo *vlm_tensor_store_find (VlmTensorStore *store, const char *name)
 {
     return g_hash_table_lookup (store->tensors, name);

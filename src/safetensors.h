@@ -53,6 +53,8 @@ VlmTensorStore *vlm_tensor_store_open_dir (const char *dir, GError **error);
 VlmTensorStore *vlm_tensor_store_new (void);
 void vlm_tensor_store_free (VlmTensorStore *store);
 
+/* Every tensor (VlmTensorInfo *), in file order. */
+GPtrArray *vlm_tensor_store_tensors (VlmTensorStore *store);
 VlmTensorInfo *vlm_tensor_store_find (VlmTensorStore *store, const char *name);
 gboolean vlm_tensor_store_has_prefix (VlmTensorStore *store, const char *prefix);
 /* The first tensor not marked used, or NULL. */

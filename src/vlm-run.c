@@ -94,10 +94,16 @@ static void print_json (const VlmResult *r, const VlmModelInfo *info)
     json_builder_end_object (b);
     json_builder_set_member_name (b, "stats");
     json_builder_begin_object (b);
-    const struct { const char *k; double v; } st[] = {
+    const struct { const char *k; guint v; } counts[] = {
         { "tokens_image", r->stats.n_tokens_image },
         { "tokens_prompt", r->stats.n_tokens_prompt },
         { "tokens_generated", r->stats.n_tokens_generated },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (counts); i++) {
+        json_builder_set_member_name (b, counts[i].k);
+        json_builder_add_int_value (b, counts[i].v);
+    }
+    const struct { const char *k; double v; } st[] = {
         { "preprocess_ms", r->stats.preprocess_ms },
         { "vision_ms", r->stats.vision_ms },
         { "prefill_ms", r->stats.prefill_ms },

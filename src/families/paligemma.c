@@ -1,7 +1,7 @@
 /* paligemma.c - the PaliGemma family (SigLIP + linear projector + Gemma):
  * config keys and Hugging Face defaults, tensor names in both the hub's and
  * newer transformers' naming, prompt format. Spec: model-spec.md §1-§7. */
-#include "family.h"
+#include "paligemma.h"
 
 #include "../tokenizer.h"
 #include "../vlm.h"
@@ -9,11 +9,23 @@
 #include <math.h>
 #include <string.h>
 
-static gboolean paligemma_matches (JsonObject *config)
+gboolean vlm_paligemma_matches (JsonObject *config, const char *text_type)
 {
     const char *type = vlm_json_string (config, "config.json", NULL,
                                         "model_type", FALSE, NULL);
-    return type && strcmp (type, "paligemma") == 0;
+    if (!type || strcmp (type, "paligemma") != 0)
+        return FALSE;
+    JsonNode *tc = json_object_get_member (config, "text_config");
+    JsonObject *t = tc && JSON_NODE_HOLDS_OBJECT (tc) ? json_node_get_object (tc) : NULL;
+    const char *tt = vlm_json_string (t, "config.json", "text_config",
+                                      "model_type", FALSE, NULL);
+    /* PaliGemma 1 configs may omit the text model type: it is Gemma. */
+    return g_strcmp0 (tt ? tt : "gemma", text_type) == 0;
+}
+
+static gboolean paligemma_matches (JsonObject *config)
+{
+    return vlm_paligemma_matches (config, "gemma");
 }
 
 #define CFG "config.json"
@@ -89,7 +101,7 @@ static gboolean parse_vision (VlmVisionConfig *v, JsonObject *vc, GError **error
     return TRUE;
 }
 
-static gboolean parse_text (VlmDecoderConfig *d, JsonObject *tc, GError **error)
+static gboolean parse_gemma (VlmDecoderConfig *d, JsonObject *tc, GError **error)
 {
     const char *w = "text_config";
     GET_INT (tc, w, "hidden_size", TRUE, 0, d->hidden);
@@ -324,9 +336,8 @@ static gboolean bind_text (VlmModel *m, const Names *n, gboolean tied,
     return TRUE;
 }
 
-/* Shared by the Gemma-decoder families; decoder options are set by the
- * caller's text config parser. */
-static gboolean paligemma_load (VlmModel *m, VlmCheckpoint *ckpt, GError **error)
+gboolean vlm_paligemma_load (VlmModel *m, VlmCheckpoint *ckpt,
+                             VlmTextConfigFunc parse_text, GError **error)
 {
     JsonObject *cfg = ckpt->config;
     JsonObject *tc, *vc;
@@ -339,7 +350,8 @@ static gboolean paligemma_load (VlmModel *m, VlmCheckpoint *ckpt, GError **error
                      "describe images");
         return FALSE;
     }
-    if (!parse_text (&m->decoder_cfg, tc, error) ||
+    if (!parse_gemma (&m->decoder_cfg, tc, error) ||
+        (parse_text && !parse_text (&m->decoder_cfg, tc, error)) ||
         !parse_vision (&m->vision_cfg, vc, error) ||
         !parse_image (&m->image, ckpt->preproc, m->vision_cfg.image_size, error) ||
         !parse_eos (m, ckpt, error))
@@ -385,7 +397,12 @@ static gboolean paligemma_load (VlmModel *m, VlmCheckpoint *ckpt, GError **error
     return TRUE;
 }
 
-static guint32 *paligemma_build_prompt (const VlmModel *m, const char *prompt,
+static gboolean paligemma_load (VlmModel *m, VlmCheckpoint *ckpt, GError **error)
+{
+    return vlm_paligemma_load (m, ckpt, NULL, error);
+}
+
+guint32 *vlm_paligemma_build_prompt (const VlmModel *m, const char *prompt,
                                         guint *n_ids)
 {
     /* The processor drops <image> from the text, then builds
@@ -413,5 +430,5 @@ const VlmFamily vlm_family_paligemma = {
     .default_prompt = "caption en",
     .matches = paligemma_matches,
     .load = paligemma_load,
-    .build_prompt = paligemma_build_prompt,
+    .build_prompt = vlm_paligemma_build_prompt,
 };

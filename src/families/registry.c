@@ -4,9 +4,11 @@
 #include "../vlm.h"
 
 extern const VlmFamily vlm_family_paligemma;
+extern const VlmFamily vlm_family_paligemma2;
 
 static const VlmFamily *const families[] = {
     &vlm_family_paligemma,
+    &vlm_family_paligemma2,
     NULL,
 };
 
