@@ -104,6 +104,9 @@ VlmModel *vlm_model_load (const char *path_or_repo_id, GError **error)
         !(m->weights = vlm_weights_open (ckpt->dir, error)) ||
         !family->load (m, ckpt, error) ||
         !vlm_weights_check_all_used (m->weights, error)) {
+        /* Say which checkpoint, unless the message already does. */
+        if (error && *error && !g_str_has_prefix ((*error)->message, ckpt->dir))
+            g_prefix_error (error, "%s: ", ckpt->dir);
         model_free (m);
         return NULL;
     }
