@@ -8,7 +8,7 @@ PKGS="
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad
-  python3 python3-numpy
+  python3 python3-numpy python3-pil
 "
 missing=""
 for p in $PKGS; do
