@@ -24,4 +24,8 @@ struct _VlmFamily {
  * the supported families (or saying a text-only model cannot see). */
 const VlmFamily *vlm_family_find (JsonObject *config, GError **error);
 
+/* Add a family at run time, after the built-in ones (for tests and for
+ * programs embedding libvlm with their own family module). */
+void vlm_family_register (const VlmFamily *family);
+
 #endif

@@ -12,11 +12,36 @@ static const VlmFamily *const families[] = {
     NULL,
 };
 
+static GPtrArray *extra; /* registered at run time; guarded by extra_lock */
+G_LOCK_DEFINE_STATIC (extra);
+
+void vlm_family_register (const VlmFamily *family)
+{
+    G_LOCK (extra);
+    if (!extra)
+        extra = g_ptr_array_new ();
+    g_ptr_array_add (extra, (gpointer) family);
+    G_UNLOCK (extra);
+}
+
+/* Built-in families, then registered ones; index past the end gives NULL. */
+static const VlmFamily *family_at (guint i)
+{
+    if (i < G_N_ELEMENTS (families) - 1)
+        return families[i];
+    i -= G_N_ELEMENTS (families) - 1;
+    G_LOCK (extra);
+    const VlmFamily *f = extra && i < extra->len ? extra->pdata[i] : NULL;
+    G_UNLOCK (extra);
+    return f;
+}
+
 const VlmFamily *vlm_family_find (JsonObject *config, GError **error)
 {
-    for (int i = 0; families[i]; i++)
-        if (families[i]->matches (config))
-            return families[i];
+    const VlmFamily *f;
+    for (guint i = 0; (f = family_at (i)); i++)
+        if (f->matches (config))
+            return f;
 
     const char *type =
         vlm_json_string (config, "config.json", NULL, "model_type", FALSE, NULL);
@@ -29,8 +54,8 @@ const VlmFamily *vlm_family_find (JsonObject *config, GError **error)
         return NULL;
     }
     GString *names = g_string_new (NULL);
-    for (int i = 0; families[i]; i++)
-        g_string_append_printf (names, "%s%s", i ? ", " : "", families[i]->name);
+    for (guint i = 0; (f = family_at (i)); i++)
+        g_string_append_printf (names, "%s%s", i ? ", " : "", f->name);
     g_set_error (error, VLM_ERROR, VLM_ERROR_UNSUPPORTED,
                  "config.json: unsupported model_type '%s' (supported: %s)",
                  type, names->str);

@@ -69,6 +69,8 @@ static void test_stream_and_cancel (void)
     g_assert_cmpint (full->finish_reason, ==, VLM_FINISH_LENGTH);
     g_assert_cmpuint (full->stats.n_tokens_image, ==, 16);
     g_assert_cmpuint (full->stats.n_tokens_prompt, ==, full->n_input_ids - 16);
+    g_assert_cmpstr (st.last_text, ==, full->text);
+    g_free (st.last_text);
 
     /* Cancel from the callback: stops before the 4th token. */
     st = (Stream) { s, 0, 3, NULL };
