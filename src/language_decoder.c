@@ -34,8 +34,9 @@ void vlm_kv_cache_clear (VlmKvCache *cache)
 }
 
 void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
-                          VlmKvCache *cache, float *h, int T, gboolean prefix,
-                          float *logits, const VlmTrace *trace)
+                          VlmThreadPool *pool, VlmKvCache *cache, float *h,
+                          int T, gboolean prefix, float *logits,
+                          const VlmTrace *trace)
 {
     int H = c->hidden, F = c->intermediate, hd = c->head_dim;
     int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
@@ -66,16 +67,16 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
         gboolean sliding = c->sliding_window > 0 && l % 2 == 0;
 
         vlm_ops_rmsnorm (x, h, L->in_norm, T, H, c->rms_eps);
-        vlm_ops_linear (q, x, L->wq, NULL, T, H, qd);
-        vlm_ops_linear (kc + (gsize) start * kvd, x, L->wk, NULL, T, H, kvd);
-        vlm_ops_linear (vc + (gsize) start * kvd, x, L->wv, NULL, T, H, kvd);
+        vlm_matrix_mul (pool, &L->wq, x, T, NULL, q);
+        vlm_matrix_mul (pool, &L->wk, x, T, NULL, kc + (gsize) start * kvd);
+        vlm_matrix_mul (pool, &L->wv, x, T, NULL, vc + (gsize) start * kvd);
         vlm_ops_rope (q, T, c->n_heads, hd, pos, c->rope_theta);
         vlm_ops_rope (kc + (gsize) start * kvd, T, c->n_kv_heads, hd, pos,
                       c->rope_theta);
         vlm_ops_attention (att, q, kc, vc, T, S, c->n_heads, c->n_kv_heads, hd,
                            c->attn_scale, c->attn_softcap,
                            sliding ? lo_sliding : lo, hi, scores);
-        vlm_ops_linear (x, att, L->wo, NULL, T, qd, H);
+        vlm_matrix_mul (pool, &L->wo, att, T, NULL, x);
         if (c->sandwich_norms)
             vlm_ops_rmsnorm (x, x, L->post_attn_norm, T, H, c->rms_eps);
         vlm_ops_add (h, x, (gsize) T * H);
@@ -83,12 +84,12 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
         vlm_ops_rmsnorm (x, h, c->sandwich_norms ? L->pre_ffw_norm
                                                  : L->post_attn_norm,
                          T, H, c->rms_eps);
-        vlm_ops_linear (gate, x, L->gate, NULL, T, H, F);
-        vlm_ops_linear (up, x, L->up, NULL, T, H, F);
+        vlm_matrix_mul (pool, &L->gate, x, T, NULL, gate);
+        vlm_matrix_mul (pool, &L->up, x, T, NULL, up);
         vlm_ops_gelu_tanh (gate, (gsize) T * F);
         for (gsize i = 0; i < (gsize) T * F; i++)
             gate[i] *= up[i];
-        vlm_ops_linear (x, gate, L->down, NULL, T, F, H);
+        vlm_matrix_mul (pool, &L->down, gate, T, NULL, x);
         if (c->sandwich_norms)
             vlm_ops_rmsnorm (x, x, L->post_ffw_norm, T, H, c->rms_eps);
         vlm_ops_add (h, x, (gsize) T * H);
@@ -101,7 +102,7 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
     /* Only the last position's logits are needed. */
     float *last = h + (gsize) (T - 1) * H;
     vlm_ops_rmsnorm (x, last, w->final_norm, 1, H, c->rms_eps);
-    vlm_ops_linear (logits, x, w->lm_head, NULL, 1, H, c->vocab_rows);
+    vlm_matrix_mul (pool, &w->lm_head, x, 1, NULL, logits);
     if (c->final_softcap > 0)
         vlm_ops_softcap (logits, c->vocab_rows, c->final_softcap);
 

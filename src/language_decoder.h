@@ -4,6 +4,7 @@
 #define VLM_LANGUAGE_DECODER_H
 
 #include "model.h"
+#include "threadpool.h"
 #include "trace.h"
 
 typedef struct {
@@ -25,7 +26,8 @@ void vlm_kv_cache_clear (VlmKvCache *cache);
  * Writes the logits of the last position to logits [vocab_rows].
  * x is used as scratch. */
 void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
-                          VlmKvCache *cache, float *x, int T, gboolean prefix,
-                          float *logits, const VlmTrace *trace);
+                          VlmThreadPool *pool, VlmKvCache *cache, float *x,
+                          int T, gboolean prefix, float *logits,
+                          const VlmTrace *trace);
 
 #endif

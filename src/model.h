@@ -23,14 +23,17 @@ typedef struct {
 
 typedef struct {
     const float *ln1_w, *ln1_b;      /* [D] */
-    const float *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo; /* [D, D], [D] */
+    VlmMatrix wq, wk, wv, wo;        /* [D, D] */
+    const float *bq, *bk, *bv, *bo;  /* [D] */
     const float *ln2_w, *ln2_b;      /* [D] */
-    const float *fc1_w, *fc1_b;      /* [I, D], [I] */
-    const float *fc2_w, *fc2_b;      /* [D, I], [D] */
+    VlmMatrix fc1;                   /* [I, D] */
+    const float *fc1_b;              /* [I] */
+    VlmMatrix fc2;                   /* [D, I] */
+    const float *fc2_b;              /* [D] */
 } VlmVisionLayer;
 
 typedef struct {
-    const float *patch_w;            /* [D, 3, P, P] (OIHW) */
+    const float *patch_w;            /* [D, 3 * P * P] (OIHW flattened) */
     const float *patch_b;            /* [D] */
     const float *pos;                /* [N, D] */
     VlmVisionLayer *layers;          /* [n_layers] */
@@ -52,24 +55,24 @@ typedef struct {
 
 typedef struct {
     const float *in_norm;             /* [H] */
-    const float *wq, *wk, *wv;        /* [h*d, H], [kv*d, H], [kv*d, H] */
-    const float *wo;                  /* [H, h*d] */
+    VlmMatrix wq, wk, wv;             /* [h*d, H], [kv*d, H], [kv*d, H] */
+    VlmMatrix wo;                     /* [H, h*d] */
     const float *post_attn_norm;      /* [H] (Gemma: the MLP input norm) */
     const float *pre_ffw_norm, *post_ffw_norm; /* [H], sandwich_norms only */
-    const float *gate, *up;           /* [F, H] */
-    const float *down;                /* [H, F] */
+    VlmMatrix gate, up;               /* [F, H] */
+    VlmMatrix down;                   /* [H, F] */
 } VlmDecoderLayer;
 
 typedef struct {
-    const float *embed;               /* [V, H] */
+    VlmMatrix embed;                  /* [V, H] */
     VlmDecoderLayer *layers;          /* [n_layers] */
     const float *final_norm;          /* [H] */
-    const float *lm_head;             /* [V, H], == embed when tied */
+    VlmMatrix lm_head;                /* [V, H], == embed when tied */
 } VlmDecoderWeights;
 
 /* Vision features -> decoder embedding space: y = (x W^T + b) / divisor. */
 typedef struct {
-    const float *w;                   /* [H, D] */
+    VlmMatrix w;                      /* [H, D] */
     const float *b;                   /* [H] */
     float divisor;                    /* sqrt(text hidden) for PaliGemma */
 } VlmProjector;

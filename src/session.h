@@ -5,12 +5,14 @@
 
 #include "language_decoder.h"
 #include "ops.h"
+#include "threadpool.h"
 #include "trace.h"
 #include "vlm.h"
 
 struct _VlmSession {
     VlmModel *model;
     guint n_threads;
+    VlmThreadPool *pool;
     gint cancelled;        /* atomic */
     VlmKvCache cache;
 };

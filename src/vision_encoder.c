@@ -25,7 +25,8 @@ static void im2col (const float *px, int S, int P, float *patches)
 }
 
 void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
-                        const float *pixels, float *h, const VlmTrace *trace)
+                        VlmThreadPool *pool, const float *pixels, float *h,
+                        const VlmTrace *trace)
 {
     int N = c->n_patches, D = c->hidden, I = c->intermediate, P = c->patch_size;
     int K = 3 * P * P;
@@ -49,18 +50,18 @@ void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
     for (int l = 0; l < c->n_layers; l++) {
         const VlmVisionLayer *L = &w->layers[l];
         vlm_ops_layernorm (x, h, L->ln1_w, L->ln1_b, N, D, c->ln_eps);
-        vlm_ops_linear (q, x, L->wq, L->bq, N, D, D);
-        vlm_ops_linear (k, x, L->wk, L->bk, N, D, D);
-        vlm_ops_linear (v, x, L->wv, L->bv, N, D, D);
+        vlm_matrix_mul (pool, &L->wq, x, N, L->bq, q);
+        vlm_matrix_mul (pool, &L->wk, x, N, L->bk, k);
+        vlm_matrix_mul (pool, &L->wv, x, N, L->bv, v);
         vlm_ops_attention (att, q, k, v, N, N, c->n_heads, c->n_heads,
                            c->head_dim, scale, 0.0f, lo, hi, scores);
-        vlm_ops_linear (x, att, L->wo, L->bo, N, D, D);
+        vlm_matrix_mul (pool, &L->wo, att, N, L->bo, x);
         vlm_ops_add (h, x, nd);
 
         vlm_ops_layernorm (x, h, L->ln2_w, L->ln2_b, N, D, c->ln_eps);
-        vlm_ops_linear (mlp, x, L->fc1_w, L->fc1_b, N, D, I);
+        vlm_matrix_mul (pool, &L->fc1, x, N, L->fc1_b, mlp);
         vlm_ops_gelu_tanh (mlp, (gsize) N * I);
-        vlm_ops_linear (x, mlp, L->fc2_w, L->fc2_b, N, I, D);
+        vlm_matrix_mul (pool, &L->fc2, mlp, N, L->fc2_b, x);
         vlm_ops_add (h, x, nd);
         char name[32];
         snprintf (name, sizeof name, "vision_hidden.%d", l);

@@ -3,10 +3,12 @@
 #define VLM_VISION_ENCODER_H
 
 #include "model.h"
+#include "threadpool.h"
 #include "trace.h"
 
 /* pixels [3, S, S] CHW -> out [n_patches, hidden]. */
 void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
-                        const float *pixels, float *out, const VlmTrace *trace);
+                        VlmThreadPool *pool, const float *pixels, float *out,
+                        const VlmTrace *trace);
 
 #endif

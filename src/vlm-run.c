@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static char *opt_model, *opt_image, *opt_prompt, *opt_logits, *opt_pixels;
+static char *opt_model, *opt_image, *opt_prompt, *opt_logits, *opt_pixels,
+    *opt_weights;
 static int opt_max_new = 32, opt_top_k = 0, opt_threads = 0;
 static double opt_temperature = 0.0, opt_top_p = 1.0;
 static gint64 opt_seed = 0;
@@ -29,6 +30,9 @@ static GOptionEntry entries[] = {
     { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &opt_top_p,
       "Sample within probability mass P (1 = off)", "P" },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &opt_seed, "Sampler seed", "S" },
+    { "weights", 'w', 0, G_OPTION_ARG_STRING, &opt_weights,
+      "Weights in memory: as-stored (default), q8 or q4 (quantized at load)",
+      "FORMAT" },
     { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads,
       "Compute threads (0 = all cores)", "N" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
@@ -136,6 +140,13 @@ int main (int argc, char **argv)
         opt_temperature < 0 || opt_top_p <= 0 || opt_top_p > 1)
         return fail ("--max-new-tokens, --top-k, --threads and --temperature "
                      "must be >= 0, --top-p in (0, 1]");
+    VlmWeightFormat format = VLM_WEIGHTS_AS_STORED;
+    if (opt_weights && g_strcmp0 (opt_weights, "q8") == 0)
+        format = VLM_WEIGHTS_Q8;
+    else if (opt_weights && g_strcmp0 (opt_weights, "q4") == 0)
+        format = VLM_WEIGHTS_Q4;
+    else if (opt_weights && g_strcmp0 (opt_weights, "as-stored") != 0)
+        return fail ("--weights must be as-stored, q8 or q4");
     if (opt_verbose)
         vlm_set_log_func (log_to_stderr, NULL);
 
@@ -144,7 +155,7 @@ int main (int argc, char **argv)
         return fail (error->message);
     VlmImage image = { file.data, file.width, file.height, file.stride };
 
-    g_autoptr (VlmModel) model = vlm_model_load (opt_model, &error);
+    g_autoptr (VlmModel) model = vlm_model_load_with_format (opt_model, format, &error);
     if (!model) {
         vlm_image_file_clear (&file);
         return fail (error->message);

@@ -10,6 +10,7 @@
 #include "model.h"
 #include "sampler.h"
 #include "session.h"
+#include "kernels.h"
 #include "tokenizer.h"
 #include "vision_encoder.h"
 
@@ -85,7 +86,76 @@ static void model_free (VlmModel *m)
     g_free (m);
 }
 
+const char *vlm_weight_format_to_string (VlmWeightFormat format)
+{
+    switch (format) {
+    case VLM_WEIGHTS_AS_STORED:
+        return "as-stored";
+    case VLM_WEIGHTS_Q8:
+        return "q8";
+    case VLM_WEIGHTS_Q4:
+        return "q4";
+    }
+    return "unknown";
+}
+
 VlmModel *vlm_model_load (const char *path_or_repo_id, GError **error)
+{
+    return vlm_model_load_with_format (path_or_repo_id, VLM_WEIGHTS_AS_STORED, error);
+}
+
+/* config.json "quantization": {"group_size", "bits"} of MLX conversions. */
+static gboolean mlx_quantization (JsonObject *config, int *group, int *bits,
+                                  GError **error)
+{
+    JsonObject *q;
+    gint64 g, b;
+    if (!vlm_json_object (config, "config.json", NULL, "quantization", FALSE, &q, error) ||
+        !vlm_json_int (q, "config.json", "quantization", "group_size", q != NULL, 0, &g, error) ||
+        !vlm_json_int (q, "config.json", "quantization", "bits", q != NULL, 0, &b, error))
+        return FALSE;
+    *group = g;
+    *bits = b;
+    return TRUE;
+}
+
+/* Sizes behind the performance figures: matrix bytes in memory, bytes
+ * streamed per generated token, operations per image and per prompt token. */
+static void model_costs (const VlmModel *m, VlmModelInfo *info)
+{
+    const VlmVisionConfig *vc = &m->vision_cfg;
+    guint64 vision = 0, decoder = 0, vision_params = 0, decoder_params = 0;
+    for (int i = 0; i < vc->n_layers; i++) {
+        const VlmMatrix *ms[] = { &m->vision.layers[i].wq, &m->vision.layers[i].wk,
+                                  &m->vision.layers[i].wv, &m->vision.layers[i].wo,
+                                  &m->vision.layers[i].fc1, &m->vision.layers[i].fc2 };
+        for (guint k = 0; k < G_N_ELEMENTS (ms); k++) {
+            vision += vlm_matrix_bytes (ms[k]);
+            vision_params += (guint64) ms[k]->rows * ms[k]->cols;
+        }
+    }
+    for (int i = 0; i < m->decoder_cfg.n_layers; i++) {
+        const VlmDecoderLayer *L = &m->decoder.layers[i];
+        const VlmMatrix *ms[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down };
+        for (guint k = 0; k < G_N_ELEMENTS (ms); k++) {
+            decoder += vlm_matrix_bytes (ms[k]);
+            decoder_params += (guint64) ms[k]->rows * ms[k]->cols;
+        }
+    }
+    guint64 head = vlm_matrix_bytes (&m->decoder.lm_head);
+    info->weight_bytes = vision + decoder + head + vlm_matrix_bytes (&m->projector.w) +
+                         (m->decoder.lm_head.data != m->decoder.embed.data
+                              ? vlm_matrix_bytes (&m->decoder.embed) : 0);
+    info->decode_bytes = decoder + head;
+    guint64 N = vc->n_patches, D = vc->hidden;
+    info->vision_flops = 2 * N * vision_params +
+                         (guint64) vc->n_layers * 4 * N * N * D +   /* scores and mix */
+                         2 * N * D * 3 * vc->patch_size * vc->patch_size;
+    info->prefill_flops = 2 * decoder_params;
+}
+
+VlmModel *vlm_model_load_with_format (const char *path_or_repo_id,
+                                      VlmWeightFormat format, GError **error)
 {
     gint64 t0 = g_get_monotonic_time ();
     g_autoptr (VlmCheckpoint) ckpt = vlm_checkpoint_open (path_or_repo_id, error);
@@ -100,8 +170,13 @@ VlmModel *vlm_model_load (const char *path_or_repo_id, GError **error)
     m->family = family;
     m->path = g_strdup (ckpt->dir);
     g_autofree char *tok_path = g_build_filename (ckpt->dir, "tokenizer.model", NULL);
-    if (!(m->tokenizer = vlm_tokenizer_load (tok_path, error)) ||
+    int mlx_group = 0, mlx_bits = 0;
+    VlmMatType to = format == VLM_WEIGHTS_Q8 ? VLM_MAT_Q8
+                    : format == VLM_WEIGHTS_Q4 ? VLM_MAT_Q4 : VLM_MAT_F32;
+    if (!mlx_quantization (ckpt->config, &mlx_group, &mlx_bits, error) ||
+        !(m->tokenizer = vlm_tokenizer_load (tok_path, error)) ||
         !(m->weights = vlm_weights_open (ckpt->dir, error)) ||
+        (vlm_weights_set_format (m->weights, to, mlx_group, mlx_bits), FALSE) ||
         !family->load (m, ckpt, error) ||
         !vlm_weights_check_all_used (m->weights, error)) {
         /* Say which checkpoint, unless the message already does. */
@@ -122,12 +197,15 @@ VlmModel *vlm_model_load (const char *path_or_repo_id, GError **error)
     i->vocab_size = m->decoder_cfg.vocab_rows;
     i->n_params = vlm_weights_n_params (m->weights);
     i->dtype = m->dtype;
+    model_costs (m, i);
     i->capabilities = "text,vision-understanding";
     i->default_prompt = family->default_prompt;
     vlm_log (VLM_LOG_INFO,
-             "loaded %s (%s, %s, %.1fM parameters, %ux%u input, %u image "
-             "tokens, vocabulary %u) from %s in %.1f ms", i->variant, i->family,
-             i->dtype, i->n_params / 1e6, i->image_width, i->image_height,
+             "loaded %s (%s, %s, %.1fM parameters, %.1f MB of matrices, %s "
+             "kernels, %ux%u input, %u image tokens, vocabulary %u) from %s "
+             "in %.1f ms", i->variant, i->family, i->dtype, i->n_params / 1e6,
+             i->weight_bytes / 1e6, vlm_kernels_get ()->name,
+             i->image_width, i->image_height,
              i->n_image_tokens, i->vocab_size, m->path,
              (g_get_monotonic_time () - t0) / 1000.0);
     return m;
@@ -187,9 +265,9 @@ VlmSession *vlm_session_new (VlmModel *model, guint n_threads, GError **error)
     g_return_val_if_fail (model != NULL, NULL);
     VlmSession *s = g_new0 (VlmSession, 1);
     s->model = vlm_model_ref (model);
-    s->n_threads = n_threads;
-    if (n_threads > 0)
-        openblas_set_num_threads (n_threads);
+    s->n_threads = n_threads ? n_threads : g_get_num_processors ();
+    s->pool = vlm_thread_pool_new (s->n_threads);
+    openblas_set_num_threads (s->n_threads);
     return s;
 }
 
@@ -198,6 +276,7 @@ void vlm_session_free (VlmSession *s)
     if (!s)
         return;
     vlm_kv_cache_clear (&s->cache);
+    vlm_thread_pool_free (s->pool);
     vlm_model_unref (s->model);
     g_free (s);
 }
@@ -249,8 +328,7 @@ static gboolean embed (const VlmModel *m, const guint32 *ids, guint n,
             memcpy (row, image_features + (gsize) k++ * c->hidden,
                     c->hidden * sizeof (float));
         } else if (ids[i] < (guint32) c->vocab_rows) {
-            memcpy (row, m->decoder.embed + (gsize) ids[i] * c->hidden,
-                    c->hidden * sizeof (float));
+            vlm_matrix_get_row (&m->decoder.embed, ids[i], row);
         } else {
             g_set_error (error, VLM_ERROR, VLM_ERROR_INVALID_INPUT,
                          "token id %u is outside the %d embedding rows", ids[i],
@@ -296,10 +374,9 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
     t = g_get_monotonic_time ();
     int N = m->vision_cfg.n_patches, H = dc->hidden;
     g_autofree float *vis = g_new (float, (gsize) N * m->vision_cfg.hidden);
-    vlm_vision_encode (&m->vision_cfg, &m->vision, pixels, vis, trace);
+    vlm_vision_encode (&m->vision_cfg, &m->vision, s->pool, pixels, vis, trace);
     g_autofree float *feat = g_new (float, (gsize) N * H);
-    vlm_ops_linear (feat, vis, m->projector.w, m->projector.b, N,
-                    m->vision_cfg.hidden, H);
+    vlm_matrix_mul (s->pool, &m->projector.w, vis, N, m->projector.b, feat);
     for (gsize i = 0; i < (gsize) N * H; i++)
         feat[i] /= m->projector.divisor;
     vlm_trace (trace, "projected", feat, N, H);
@@ -314,7 +391,8 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
         return NULL;
     vlm_trace (trace, "decoder_input", x, L, H);
     g_autofree float *logits = g_new (float, dc->vocab_rows);
-    vlm_decoder_forward (dc, &m->decoder, &s->cache, x, L, TRUE, logits, trace);
+    vlm_decoder_forward (dc, &m->decoder, s->pool, &s->cache, x, L, TRUE, logits,
+                         trace);
     r->stats.prefill_ms = ms_since (t);
     if (params->want_logits) {
         r->prefill_logits = g_memdup2 (logits, dc->vocab_rows * sizeof (float));
@@ -339,8 +417,8 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
             guint32 prev = r->tokens[r->n_tokens - 1];
             if (!embed (m, &prev, 1, NULL, x, error))
                 return NULL;
-            vlm_decoder_forward (dc, &m->decoder, &s->cache, x, 1, FALSE,
-                                 logits, NULL);
+            vlm_decoder_forward (dc, &m->decoder, s->pool, &s->cache, x, 1,
+                                 FALSE, logits, NULL);
         }
         guint32 id = vlm_sampler_sample (&sampler, logits, dc->vocab_rows,
                                          probs, order);

@@ -90,7 +90,11 @@ typedef struct {
     guint n_image_tokens;
     guint vocab_size;         /* logits per step */
     guint64 n_params;
-    const char *dtype;        /* stored weight dtype: "F32", "BF16", "F16" */
+    const char *dtype;        /* matrices as kept in memory: "F32", "BF16", "F16", "Q8", "Q4" */
+    guint64 weight_bytes;     /* bytes of the matrices in that format */
+    guint64 decode_bytes;     /* matrix bytes read per generated token */
+    guint64 vision_flops;     /* floating-point operations per image (encoder) */
+    guint64 prefill_flops;    /* per prompt token, decoder layers (no attention) */
     const char *capabilities; /* "text,vision-understanding" */
     const char *default_prompt;
 } VlmModelInfo;
@@ -110,9 +114,22 @@ void vlm_set_log_func (VlmLogFunc func, gpointer user_data);
 
 void vlm_describe_params_init (VlmDescribeParams *params);
 
+/* How weight matrices are kept in memory: as the checkpoint stores them
+ * (F32, BF16, F16, or MLX-quantized), or quantized at load time to 8 or 4
+ * bits (affine, groups of 32). */
+typedef enum {
+    VLM_WEIGHTS_AS_STORED,
+    VLM_WEIGHTS_Q8,
+    VLM_WEIGHTS_Q4,
+} VlmWeightFormat;
+
+const char *vlm_weight_format_to_string (VlmWeightFormat format);
+
 /* path_or_repo_id: a checkpoint directory, or a Hugging Face repo id
  * ("google/paligemma-3b-mix-224") found in the local Hugging Face cache. */
 VlmModel *vlm_model_load (const char *path_or_repo_id, GError **error);
+VlmModel *vlm_model_load_with_format (const char *path_or_repo_id,
+                                      VlmWeightFormat format, GError **error);
 VlmModel *vlm_model_ref (VlmModel *model);
 void vlm_model_unref (VlmModel *model);
 const VlmModelInfo *vlm_model_get_info (const VlmModel *model);
@@ -126,7 +143,9 @@ char *vlm_model_resolve_path (const char *path_or_repo_id, GError **error);
 float *vlm_model_preprocess (const VlmModel *model, const VlmImage *image,
                              gsize *n_values, GError **error);
 
-/* n_threads 0 = all cores. */
+/* n_threads 0 = all cores. The session's threads run the matrix-vector
+ * products; OpenBLAS (a process-wide setting) is given the same number for
+ * the matrix-matrix products, which never run at the same time. */
 VlmSession *vlm_session_new (VlmModel *model, guint n_threads, GError **error);
 void vlm_session_free (VlmSession *session);
 /* Any thread: the running or next describe call stops before its next token. */

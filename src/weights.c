@@ -1,16 +1,21 @@
 /* weights.c - tensor lookup, shape checks and float32 widening. */
 #include "weights.h"
 
+#include "kernels.h"
 #include "vlm.h"
 
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 struct _VlmWeights {
     VlmTensorStore *store;
     GPtrArray *copies;       /* widened float32 buffers we own */
     guint64 n_params;
-    GHashTable *dtypes;      /* dtype names seen in bound tensors */
+    GHashTable *dtypes;      /* formats of the matrices as kept in memory */
     char *dtype;
+    VlmMatType quantize_to;  /* VLM_MAT_F32: keep as stored */
+    int mlx_group, mlx_bits;
 };
 
 VlmWeights *vlm_weights_open (const char *dir, GError **error)
@@ -41,39 +46,6 @@ VlmTensorStore *vlm_weights_store (VlmWeights *w)
     return w->store;
 }
 
-static float bf16_to_f32 (guint16 h)
-{
-    guint32 u = (guint32) h << 16;
-    float f;
-    memcpy (&f, &u, 4);
-    return f;
-}
-
-static float f16_to_f32 (guint16 h)
-{
-    guint32 sign = (guint32) (h & 0x8000) << 16;
-    guint32 exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
-    if (exp == 0) {
-        if (mant == 0) {
-            u = sign;
-        } else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(mant & 0x400)) {
-                mant <<= 1;
-                exp--;
-            }
-            u = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        u = sign | 0x7f800000 | (mant << 13);
-    } else {
-        u = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    float f;
-    memcpy (&f, &u, 4);
-    return f;
-}
-
 static const float *widen (VlmWeights *w, VlmTensorInfo *t, GError **error)
 {
     const guint8 *src = t->data;
@@ -94,11 +66,11 @@ static const float *widen (VlmWeights *w, VlmTensorInfo *t, GError **error)
             break;
         case VLM_DTYPE_BF16:
             memcpy (&h, src + 2 * i, 2);
-            dst[i] = bf16_to_f32 (h);
+            dst[i] = vlm_bf16_to_f32 (h);
             break;
         case VLM_DTYPE_F16:
             memcpy (&h, src + 2 * i, 2);
-            dst[i] = f16_to_f32 (h);
+            dst[i] = vlm_f16_to_f32 (h);
             break;
         default:
             g_free (dst);
@@ -113,8 +85,18 @@ static const float *widen (VlmWeights *w, VlmTensorInfo *t, GError **error)
     return dst;
 }
 
-const float *vlm_weights_get (VlmWeights *w, const char *name, int ndim,
-                              const gint64 *dims, GError **error)
+void vlm_weights_set_format (VlmWeights *w, VlmMatType quantize_to,
+                             int mlx_group, int mlx_bits)
+{
+    w->quantize_to = quantize_to;
+    w->mlx_group = mlx_group;
+    w->mlx_bits = mlx_bits;
+}
+
+/* The tensor name with exactly the shape dims, marked used; else an error
+ * naming it with both shapes. */
+static VlmTensorInfo *find_shaped (VlmWeights *w, const char *name, int ndim,
+                                   const gint64 *dims, GError **error)
 {
     VlmTensorInfo *t = vlm_tensor_store_find (w->store, name);
     g_autofree char *want = vlm_shape_to_string (ndim, dims);
@@ -133,12 +115,143 @@ const float *vlm_weights_get (VlmWeights *w, const char *name, int ndim,
                      name, want, found);
         return NULL;
     }
-    const float *data = widen (w, t, error);
-    if (!data)
-        return NULL;
     t->used = TRUE;
-    w->n_params += t->n_elements;
-    g_hash_table_add (w->dtypes, (char *) vlm_dtype_name (t->dtype));
+    return t;
+}
+
+/* f16 data of an MLX scales/biases tensor (widened formats are narrowed). */
+static const guint16 *mlx_params (VlmWeights *w, VlmTensorInfo *t, GError **error)
+{
+    if (t->dtype == VLM_DTYPE_F16 && (guintptr) t->data % 2 == 0)
+        return (const guint16 *) t->data;
+    const float *f = widen (w, t, error);
+    if (!f)
+        return NULL;
+    guint16 *h = g_new (guint16, t->n_elements);
+    for (gint64 i = 0; i < t->n_elements; i++)
+        h[i] = vlm_f32_to_f16 (f[i]);
+    g_ptr_array_add (w->copies, h);
+    return h;
+}
+
+/* An MLX module: name.weight U32 [rows, cols*bits/32], name.scales and
+ * name.biases [rows, cols/group]. */
+static gboolean get_mlx (VlmWeights *w, const char *name, gint64 rows,
+                         gint64 cols, VlmMatrix *m, GError **error)
+{
+    int bits = w->mlx_bits, g = w->mlx_group;
+    if ((bits != 4 && bits != 8) || g % 32 || cols % g) {
+        g_set_error (error, VLM_ERROR, VLM_ERROR_UNSUPPORTED,
+                     "tensor '%s': MLX quantization with %d bits and group %d "
+                     "over %" G_GINT64_FORMAT " columns is not supported (4 or "
+                     "8 bits, groups a multiple of 32 dividing the columns)",
+                     name, bits, g, cols);
+        return FALSE;
+    }
+    g_autofree char *base = g_strndup (name, strlen (name) - strlen (".weight"));
+    g_autofree char *sn = g_strconcat (base, ".scales", NULL);
+    g_autofree char *bn = g_strconcat (base, ".biases", NULL);
+    const gint64 wd[] = { rows, cols * bits / 32 }, sd[] = { rows, cols / g };
+    VlmTensorInfo *wt = find_shaped (w, name, 2, wd, error);
+    if (!wt)
+        return FALSE;
+    if (wt->dtype != VLM_DTYPE_U32) {
+        g_set_error (error, VLM_ERROR, VLM_ERROR_INVALID_MODEL,
+                     "%s: tensor '%s': MLX-quantized weights must be U32, found %s",
+                     wt->file, name, vlm_dtype_name (wt->dtype));
+        return FALSE;
+    }
+    VlmTensorInfo *st = find_shaped (w, sn, 2, sd, error);
+    VlmTensorInfo *bt = st ? find_shaped (w, bn, 2, sd, error) : NULL;
+    const guint16 *scales = bt ? mlx_params (w, st, error) : NULL;
+    const guint16 *biases = scales ? mlx_params (w, bt, error) : NULL;
+    if (!biases)
+        return FALSE;
+    *m = (VlmMatrix) { .type = bits == 8 ? VLM_MAT_Q8 : VLM_MAT_Q4,
+                       .rows = rows, .cols = cols, .data = wt->data,
+                       .row_bytes = cols * bits / 8, .group = g,
+                       .n_groups = cols / g, .scales = scales, .biases = biases };
+    return TRUE;
+}
+
+static gboolean is_mlx_quantized (VlmWeights *w, const char *name)
+{
+    if (!w->mlx_bits || !g_str_has_suffix (name, ".weight"))
+        return FALSE;
+    g_autofree char *base = g_strndup (name, strlen (name) - strlen (".weight"));
+    g_autofree char *sn = g_strconcat (base, ".scales", NULL);
+    return vlm_tensor_store_find (w->store, sn) != NULL;
+}
+
+/* Give the page cache back the pages of a tensor we made our own copy of. */
+static void release_pages (VlmTensorInfo *t)
+{
+    gsize page = sysconf (_SC_PAGESIZE);
+    guintptr a = ((guintptr) t->data + page - 1) & ~(page - 1);
+    guintptr b = ((guintptr) t->data + t->nbytes) & ~(page - 1);
+    if (b > a)
+        madvise ((void *) a, b - a, MADV_DONTNEED);
+}
+
+gboolean vlm_weights_get_matrix (VlmWeights *w, const char *name, gint64 rows,
+                                 gint64 cols, VlmMatrix *m, GError **error)
+{
+    if (is_mlx_quantized (w, name)) {
+        if (!get_mlx (w, name, rows, cols, m, error))
+            return FALSE;
+    } else {
+        const gint64 dims[] = { rows, cols };
+        VlmTensorInfo *t = find_shaped (w, name, 2, dims, error);
+        if (!t)
+            return FALSE;
+        gsize elem = vlm_dtype_size (t->dtype);
+        gboolean float_type = t->dtype == VLM_DTYPE_F32 ||
+                              t->dtype == VLM_DTYPE_BF16 || t->dtype == VLM_DTYPE_F16;
+        if (w->quantize_to != VLM_MAT_F32 || !float_type ||
+            (guintptr) t->data % elem) {
+            const float *f = widen (w, t, error);
+            if (!f)
+                return FALSE;
+            if (w->quantize_to == VLM_MAT_F32) {
+                *m = (VlmMatrix) { .type = VLM_MAT_F32, .rows = rows, .cols = cols,
+                                   .data = f, .row_bytes = cols * sizeof (float) };
+            } else {
+                g_ptr_array_add (w->copies,
+                                 vlm_matrix_quantize (f, rows, cols, w->quantize_to, m));
+                if (f != (const float *) t->data)
+                    g_ptr_array_remove_fast (w->copies, (gpointer) f);
+                release_pages (t);
+            }
+        } else {
+            VlmMatType type = t->dtype == VLM_DTYPE_F32 ? VLM_MAT_F32
+                              : t->dtype == VLM_DTYPE_BF16 ? VLM_MAT_BF16 : VLM_MAT_F16;
+            *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols,
+                               .data = t->data, .row_bytes = cols * elem };
+        }
+    }
+    w->n_params += rows * cols;
+    g_hash_table_add (w->dtypes, (char *) vlm_mat_type_name (m->type));
+    return TRUE;
+}
+
+const float *vlm_weights_get (VlmWeights *w, const char *name, int ndim,
+                              const gint64 *dims, GError **error)
+{
+    if (ndim == 2 && is_mlx_quantized (w, name)) {
+        VlmMatrix m;
+        if (!get_mlx (w, name, dims[0], dims[1], &m, error))
+            return NULL;
+        float *f = g_new (float, dims[0] * dims[1]);
+        for (gint64 r = 0; r < dims[0]; r++)
+            vlm_matrix_get_row (&m, r, f + r * dims[1]);
+        g_ptr_array_add (w->copies, f);
+        w->n_params += dims[0] * dims[1];
+        return f;
+    }
+    VlmTensorInfo *t = find_shaped (w, name, ndim, dims, error);
+    const float *data = t ? widen (w, t, error) : NULL;
+    if (data)
+        w->n_params += t->n_elements;
     return data;
 }
 
@@ -155,6 +268,18 @@ const float *vlm_weights_getf (VlmWeights *w, GError **error, int ndim,
 gboolean vlm_weights_has (VlmWeights *w, const char *name)
 {
     return vlm_tensor_store_find (w->store, name) != NULL;
+}
+
+const VlmTensorInfo *vlm_weights_info (VlmWeights *w, const char *name)
+{
+    return vlm_tensor_store_find (w->store, name);
+}
+
+float *vlm_weights_alloc (VlmWeights *w, gsize n)
+{
+    float *p = g_new0 (float, n);
+    g_ptr_array_add (w->copies, p);
+    return p;
 }
 
 void vlm_weights_ignore (VlmWeights *w, const char *name)
@@ -185,9 +310,13 @@ guint64 vlm_weights_n_params (VlmWeights *w)
 const char *vlm_weights_dtype (VlmWeights *w)
 {
     if (!w->dtype) {
-        g_autofree const char **names =
-            (const char **) g_hash_table_get_keys_as_array (w->dtypes, NULL);
-        w->dtype = g_strjoinv ("+", (char **) names);
+        /* In a fixed order, so that the string does not depend on hashing. */
+        GString *s = g_string_new (NULL);
+        for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4; t++)
+            if (g_hash_table_contains (w->dtypes, vlm_mat_type_name (t)))
+                g_string_append_printf (s, "%s%s", s->len ? "+" : "",
+                                        vlm_mat_type_name (t));
+        w->dtype = g_string_free (s, FALSE);
     }
     return w->dtype;
 }

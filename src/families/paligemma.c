@@ -232,7 +232,14 @@ static const Names new_names = { "model.vision_tower.vision_model.",
                                  "model.multi_modal_projector.",
                                  "model.language_model.", "lm_head.weight" };
 
-/* Bind dst to the tensor named by fmt, of shape SHAPE_<shape>, or fail. */
+/* Bind dst to the tensor named by fmt, of shape SHAPE_<shape>, or fail;
+ * M binds a matrix [rows, cols] kept in the chosen weight format. */
+#define M(dst, rows, cols, fmt, ...)                                           \
+    G_STMT_START {                                                             \
+        g_autofree char *n_ = g_strdup_printf (fmt, __VA_ARGS__);              \
+        if (!vlm_weights_get_matrix (ws, n_, rows, cols, &(dst), error))       \
+            return FALSE;                                                      \
+    } G_STMT_END
 #define W(dst, shape, fmt, ...)                                                \
     G_STMT_START {                                                             \
         const gint64 d_[] = { SHAPE_##shape };                                 \
@@ -250,13 +257,26 @@ static gboolean bind_vision (VlmModel *m, const Names *n, GError **error)
                  N = c->n_patches;
     const char *p = n->vision;
 #define SHAPE_D D
-#define SHAPE_DD D, D
 #define SHAPE_I I
-#define SHAPE_ID I, D
-#define SHAPE_DI D, I
 #define SHAPE_CONV D, 3, P, P
+#define SHAPE_CONV_OHWI D, P, P, 3
 #define SHAPE_POS N, D
-    W (v->patch_w, CONV, "%sembeddings.patch_embedding.weight", p);
+    /* MLX conversions store the patch conv OHWI [D, P, P, 3] (spec §2). */
+    g_autofree char *conv = g_strdup_printf ("%sembeddings.patch_embedding.weight", p);
+    const VlmTensorInfo *ci = vlm_weights_info (ws, conv);
+    if (ci && ci->ndim == 4 && ci->shape[3] == 3 && ci->shape[1] != 3) {
+        const float *ohwi;
+        W (ohwi, CONV_OHWI, "%s", conv);
+        float *oihw = vlm_weights_alloc (ws, D * 3 * P * P);
+        for (gint64 o = 0; o < D; o++)
+            for (gint64 y = 0; y < P; y++)
+                for (gint64 x = 0; x < P; x++)
+                    for (gint64 c = 0; c < 3; c++)
+                        oihw[((o * 3 + c) * P + y) * P + x] = ohwi[((o * P + y) * P + x) * 3 + c];
+        v->patch_w = oihw;
+    } else {
+        W (v->patch_w, CONV, "%s", conv);
+    }
     W (v->patch_b, D, "%sembeddings.patch_embedding.bias", p);
     W (v->pos, POS, "%sembeddings.position_embedding.weight", p);
     v->layers = g_new0 (VlmVisionLayer, c->n_layers);
@@ -265,28 +285,27 @@ static gboolean bind_vision (VlmModel *m, const Names *n, GError **error)
         const char *e = "encoder.layers";
         W (L->ln1_w, D, "%s%s.%d.layer_norm1.weight", p, e, i);
         W (L->ln1_b, D, "%s%s.%d.layer_norm1.bias", p, e, i);
-        W (L->wq, DD, "%s%s.%d.self_attn.q_proj.weight", p, e, i);
+        M (L->wq, D, D, "%s%s.%d.self_attn.q_proj.weight", p, e, i);
         W (L->bq, D, "%s%s.%d.self_attn.q_proj.bias", p, e, i);
-        W (L->wk, DD, "%s%s.%d.self_attn.k_proj.weight", p, e, i);
+        M (L->wk, D, D, "%s%s.%d.self_attn.k_proj.weight", p, e, i);
         W (L->bk, D, "%s%s.%d.self_attn.k_proj.bias", p, e, i);
-        W (L->wv, DD, "%s%s.%d.self_attn.v_proj.weight", p, e, i);
+        M (L->wv, D, D, "%s%s.%d.self_attn.v_proj.weight", p, e, i);
         W (L->bv, D, "%s%s.%d.self_attn.v_proj.bias", p, e, i);
-        W (L->wo, DD, "%s%s.%d.self_attn.out_proj.weight", p, e, i);
+        M (L->wo, D, D, "%s%s.%d.self_attn.out_proj.weight", p, e, i);
         W (L->bo, D, "%s%s.%d.self_attn.out_proj.bias", p, e, i);
         W (L->ln2_w, D, "%s%s.%d.layer_norm2.weight", p, e, i);
         W (L->ln2_b, D, "%s%s.%d.layer_norm2.bias", p, e, i);
-        W (L->fc1_w, ID, "%s%s.%d.mlp.fc1.weight", p, e, i);
+        M (L->fc1, I, D, "%s%s.%d.mlp.fc1.weight", p, e, i);
         W (L->fc1_b, I, "%s%s.%d.mlp.fc1.bias", p, e, i);
-        W (L->fc2_w, DI, "%s%s.%d.mlp.fc2.weight", p, e, i);
+        M (L->fc2, D, I, "%s%s.%d.mlp.fc2.weight", p, e, i);
         W (L->fc2_b, D, "%s%s.%d.mlp.fc2.bias", p, e, i);
     }
     W (v->post_ln_w, D, "%spost_layernorm.weight", p);
     W (v->post_ln_b, D, "%spost_layernorm.bias", p);
 
     const gint64 H = m->decoder_cfg.hidden;
-#define SHAPE_HD H, D
 #define SHAPE_H H
-    W (m->projector.w, HD, "%slinear.weight", n->projector);
+    M (m->projector.w, H, D, "%slinear.weight", n->projector);
     W (m->projector.b, H, "%slinear.bias", n->projector);
     return TRUE;
 }
@@ -301,29 +320,23 @@ static gboolean bind_text (VlmModel *m, const Names *n, gboolean tied,
                  Q = (gint64) c->n_heads * c->head_dim,
                  KV = (gint64) c->n_kv_heads * c->head_dim;
     const char *p = n->text;
-#define SHAPE_VH V, H
-#define SHAPE_QH Q, H
-#define SHAPE_KVH KV, H
-#define SHAPE_HQ H, Q
-#define SHAPE_FH F, H
-#define SHAPE_HF H, F
-    W (d->embed, VH, "%sembed_tokens.weight", p);
+    M (d->embed, V, H, "%sembed_tokens.weight", p);
     d->layers = g_new0 (VlmDecoderLayer, c->n_layers);
     for (int i = 0; i < c->n_layers; i++) {
         VlmDecoderLayer *L = &d->layers[i];
         W (L->in_norm, H, "%slayers.%d.input_layernorm.weight", p, i);
-        W (L->wq, QH, "%slayers.%d.self_attn.q_proj.weight", p, i);
-        W (L->wk, KVH, "%slayers.%d.self_attn.k_proj.weight", p, i);
-        W (L->wv, KVH, "%slayers.%d.self_attn.v_proj.weight", p, i);
-        W (L->wo, HQ, "%slayers.%d.self_attn.o_proj.weight", p, i);
+        M (L->wq, Q, H, "%slayers.%d.self_attn.q_proj.weight", p, i);
+        M (L->wk, KV, H, "%slayers.%d.self_attn.k_proj.weight", p, i);
+        M (L->wv, KV, H, "%slayers.%d.self_attn.v_proj.weight", p, i);
+        M (L->wo, H, Q, "%slayers.%d.self_attn.o_proj.weight", p, i);
         W (L->post_attn_norm, H, "%slayers.%d.post_attention_layernorm.weight", p, i);
         if (c->sandwich_norms) {
             W (L->pre_ffw_norm, H, "%slayers.%d.pre_feedforward_layernorm.weight", p, i);
             W (L->post_ffw_norm, H, "%slayers.%d.post_feedforward_layernorm.weight", p, i);
         }
-        W (L->gate, FH, "%slayers.%d.mlp.gate_proj.weight", p, i);
-        W (L->up, FH, "%slayers.%d.mlp.up_proj.weight", p, i);
-        W (L->down, HF, "%slayers.%d.mlp.down_proj.weight", p, i);
+        M (L->gate, F, H, "%slayers.%d.mlp.gate_proj.weight", p, i);
+        M (L->up, F, H, "%slayers.%d.mlp.up_proj.weight", p, i);
+        M (L->down, H, F, "%slayers.%d.mlp.down_proj.weight", p, i);
     }
     W (d->final_norm, H, "%snorm.weight", p);
     if (tied) {
@@ -331,7 +344,7 @@ static gboolean bind_text (VlmModel *m, const Names *n, gboolean tied,
         vlm_weights_ignore (ws, n->lm_head);
         d->lm_head = d->embed;
     } else {
-        W (d->lm_head, VH, "%s", n->lm_head);
+        M (d->lm_head, V, H, "%s", n->lm_head);
     }
     return TRUE;
 }

@@ -135,7 +135,7 @@ int main (int argc, char **argv)
     g_test_init (&argc, &argv, NULL);
     models = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                     (GDestroyNotify) vlm_model_unref);
-    const char *sets[] = { "paligemma-tiny", "paligemma2-tiny", NULL };
+    const char *sets[] = { "paligemma-tiny", "paligemma2-tiny", "paligemma-tiny-mlx", NULL };
     GPtrArray *keep = g_ptr_array_new_with_free_func (g_free);
     GPtrArray *lists = g_ptr_array_new_with_free_func ((GDestroyNotify) g_ptr_array_unref);
     for (int s = 0; sets[s]; s++) {

@@ -1,0 +1,36 @@
+/* kernels.h - the innermost loops, one set per instruction set, chosen at
+ * run time by CPU detection (runtime.c). Every kernel computes, for rows
+ * [r0, r1) of W, y[r] = dot(W[r], x) with float32 activations and float32
+ * accumulation, so all sets agree to float32 rounding.
+ * For quantized W, xg holds the per-group sums of x (the offset term). */
+#ifndef VLM_KERNELS_H
+#define VLM_KERNELS_H
+
+#include "matrix.h"
+
+typedef void (*VlmRowsFunc) (const VlmMatrix *w, const float *x,
+                             const float *xg, float *y, int r0, int r1);
+
+typedef struct {
+    const char *name;              /* "avx512", "avx2", "generic" */
+    VlmRowsFunc rows[5];           /* by VlmMatType */
+} VlmKernels;
+
+extern const VlmKernels vlm_kernels_generic;
+extern const VlmKernels vlm_kernels_avx2;
+extern const VlmKernels vlm_kernels_avx512;
+
+/* The best set this CPU runs (VLM_KERNELS=generic|avx2|avx512 overrides,
+ * within what the CPU supports). */
+const VlmKernels *vlm_kernels_get (void);
+
+/* Scalar helpers shared by the sets. */
+static inline float vlm_bf16_to_f32 (guint16 h)
+{
+    union { guint32 u; float f; } v = { (guint32) h << 16 };
+    return v.f;
+}
+float vlm_f16_to_f32 (guint16 h);
+guint16 vlm_f32_to_f16 (float f);
+
+#endif

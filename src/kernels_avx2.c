@@ -1,0 +1,165 @@
+/* kernels_avx2.c - AVX2 + FMA + F16C row kernels (for CPUs without
+ * AVX-512). Built with -mavx2 -mfma -mf16c, called only when the CPU has
+ * them (runtime.c). Same arithmetic as kernels_avx512.c, 8 lanes wide. */
+#include "kernels.h"
+
+#include <immintrin.h>
+
+#define ROW(w, r) ((const guint8 *) (w)->data + (gsize) (r) * (w)->row_bytes)
+
+static inline float hsum (__m256 v)
+{
+    __m128 s = _mm_add_ps (_mm256_castps256_ps128 (v), _mm256_extractf128_ps (v, 1));
+    s = _mm_add_ps (s, _mm_movehl_ps (s, s));
+    s = _mm_add_ss (s, _mm_movehdup_ps (s));
+    return _mm_cvtss_f32 (s);
+}
+
+static inline __m256 load_bf16 (const guint16 *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32 (_mm_loadu_si128 ((const __m128i *) p));
+    return _mm256_castsi256_ps (_mm256_slli_epi32 (v, 16));
+}
+
+static inline __m256 load_f16 (const guint16 *p)
+{
+    return _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) p));
+}
+
+static inline __m256 load_f32 (const float *p)
+{
+    return _mm256_loadu_ps (p);
+}
+
+static inline float scalar_bf16 (guint16 v) { return vlm_bf16_to_f32 (v); }
+static inline float scalar_f16 (guint16 v) { return vlm_f16_to_f32 (v); }
+static inline float scalar_f32 (float v) { return v; }
+
+#define FLOAT_ROWS(NAME, T, LOAD, SCALAR)                                      \
+    static void NAME (const VlmMatrix *w, const float *x, const float *xg,    \
+                      float *y, int r0, int r1)                                \
+    {                                                                          \
+        int K = w->cols, K8 = K & ~7;                                          \
+        int r = r0;                                                            \
+        for (; r + 4 <= r1; r += 4) {                                          \
+            const T *a = (const T *) ROW (w, r), *b = (const T *) ROW (w, r + 1), \
+                    *c = (const T *) ROW (w, r + 2), *d = (const T *) ROW (w, r + 3); \
+            __m256 s0 = _mm256_setzero_ps (), s1 = s0, s2 = s0, s3 = s0;        \
+            for (int j = 0; j < K8; j += 8) {                                  \
+                __m256 xv = _mm256_loadu_ps (x + j);                           \
+                s0 = _mm256_fmadd_ps (LOAD (a + j), xv, s0);                   \
+                s1 = _mm256_fmadd_ps (LOAD (b + j), xv, s1);                   \
+                s2 = _mm256_fmadd_ps (LOAD (c + j), xv, s2);                   \
+                s3 = _mm256_fmadd_ps (LOAD (d + j), xv, s3);                   \
+            }                                                                  \
+            float t0 = hsum (s0), t1 = hsum (s1), t2 = hsum (s2), t3 = hsum (s3); \
+            for (int j = K8; j < K; j++) {                                     \
+                t0 += SCALAR (a[j]) * x[j];                                    \
+                t1 += SCALAR (b[j]) * x[j];                                    \
+                t2 += SCALAR (c[j]) * x[j];                                    \
+                t3 += SCALAR (d[j]) * x[j];                                    \
+            }                                                                  \
+            y[r] = t0;                                                         \
+            y[r + 1] = t1;                                                     \
+            y[r + 2] = t2;                                                     \
+            y[r + 3] = t3;                                                     \
+        }                                                                      \
+        for (; r < r1; r++) {                                                  \
+            const T *a = (const T *) ROW (w, r);                               \
+            __m256 s0 = _mm256_setzero_ps ();                                  \
+            for (int j = 0; j < K8; j += 8)                                    \
+                s0 = _mm256_fmadd_ps (LOAD (a + j), _mm256_loadu_ps (x + j), s0); \
+            float t0 = hsum (s0);                                              \
+            for (int j = K8; j < K; j++)                                       \
+                t0 += SCALAR (a[j]) * x[j];                                    \
+            y[r] = t0;                                                         \
+        }                                                                      \
+    }
+
+FLOAT_ROWS (rows_f32, float, load_f32, scalar_f32)
+FLOAT_ROWS (rows_bf16, guint16, load_bf16, scalar_bf16)
+FLOAT_ROWS (rows_f16, guint16, load_f16, scalar_f16)
+
+static inline __m256 u8x8 (__m128i v)
+{
+    return _mm256_cvtepi32_ps (_mm256_cvtepu8_epi32 (v));
+}
+
+static inline float offset_term (const guint16 *b, const float *xg, int n)
+{
+    __m256 acc = _mm256_setzero_ps ();
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        acc = _mm256_fmadd_ps (load_f16 (b + k), _mm256_loadu_ps (xg + k), acc);
+    float t = hsum (acc);
+    for (; k < n; k++)
+        t += vlm_f16_to_f32 (b[k]) * xg[k];
+    return t;
+}
+
+static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
+                     float *y, int r0, int r1)
+{
+    int g = w->group;
+    for (int r = r0; r < r1; r++) {
+        const guint8 *row = ROW (w, r);
+        const guint16 *s = w->scales + (gsize) r * w->n_groups;
+        __m256 acc = _mm256_setzero_ps ();
+        for (int k = 0; k < w->n_groups; k++) {
+            const guint8 *q = row + (gsize) k * g;
+            const float *xk = x + (gsize) k * g;
+            __m256 d0 = _mm256_setzero_ps (), d1 = d0;
+            for (int j = 0; j < g; j += 16) {
+                __m128i v = _mm_loadu_si128 ((const __m128i *) (q + j));
+                d0 = _mm256_fmadd_ps (u8x8 (v), _mm256_loadu_ps (xk + j), d0);
+                d1 = _mm256_fmadd_ps (u8x8 (_mm_srli_si128 (v, 8)),
+                                      _mm256_loadu_ps (xk + j + 8), d1);
+            }
+            acc = _mm256_fmadd_ps (_mm256_add_ps (d0, d1),
+                                   _mm256_set1_ps (vlm_f16_to_f32 (s[k])), acc);
+        }
+        y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
+    }
+}
+
+/* See kernels_avx512.c: x split into even and odd elements per 32. */
+static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
+                     float *y, int r0, int r1)
+{
+    int g = w->group, n = w->n_groups * g;
+    float *xs = g_malloc (n * sizeof (float));
+    for (int j = 0; j < n; j += 32)
+        for (int i = 0; i < 16; i++) {
+            xs[j + i] = x[j + 2 * i];
+            xs[j + 16 + i] = x[j + 2 * i + 1];
+        }
+    const __m128i low = _mm_set1_epi8 (15);
+    for (int r = r0; r < r1; r++) {
+        const guint8 *row = ROW (w, r);
+        const guint16 *s = w->scales + (gsize) r * w->n_groups;
+        __m256 acc = _mm256_setzero_ps ();
+        for (int k = 0; k < w->n_groups; k++) {
+            const guint8 *q = row + (gsize) k * g / 2;
+            const float *xk = xs + (gsize) k * g;
+            __m256 d0 = _mm256_setzero_ps (), d1 = d0;
+            for (int j = 0; j < g; j += 32) {
+                __m128i v = _mm_loadu_si128 ((const __m128i *) (q + j / 2));
+                __m128i lo = _mm_and_si128 (v, low);
+                __m128i hi = _mm_and_si128 (_mm_srli_epi16 (v, 4), low);
+                d0 = _mm256_fmadd_ps (u8x8 (lo), _mm256_loadu_ps (xk + j), d0);
+                d1 = _mm256_fmadd_ps (u8x8 (_mm_srli_si128 (lo, 8)), _mm256_loadu_ps (xk + j + 8), d1);
+                d0 = _mm256_fmadd_ps (u8x8 (hi), _mm256_loadu_ps (xk + j + 16), d0);
+                d1 = _mm256_fmadd_ps (u8x8 (_mm_srli_si128 (hi, 8)), _mm256_loadu_ps (xk + j + 24), d1);
+            }
+            acc = _mm256_fmadd_ps (_mm256_add_ps (d0, d1),
+                                   _mm256_set1_ps (vlm_f16_to_f32 (s[k])), acc);
+        }
+        y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
+    }
+    g_free (xs);
+}
+
+const VlmKernels vlm_kernels_avx2 = {
+    .name = "avx2",
+    .rows = { rows_f32, rows_bf16, rows_f16, rows_q8, rows_q4 },
+};

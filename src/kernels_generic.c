@@ -1,0 +1,125 @@
+/* kernels_generic.c - portable C row kernels: the reference the SIMD sets
+ * are tested against, and the fallback on CPUs without AVX2. */
+#include "kernels.h"
+
+#include <string.h>
+
+float vlm_f16_to_f32 (guint16 h)
+{
+    guint32 sign = (guint32) (h & 0x8000) << 16;
+    guint32 exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
+    if (exp == 0) {
+        if (mant == 0) {
+            u = sign;
+        } else { /* subnormal: renormalise */
+            exp = 127 - 15 + 1;
+            while (!(mant & 0x400)) {
+                mant <<= 1;
+                exp--;
+            }
+            u = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000 | (mant << 13);
+    } else {
+        u = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy (&f, &u, 4);
+    return f;
+}
+
+/* Round to nearest even, with subnormals, infinities and NaN. */
+guint16 vlm_f32_to_f16 (float f)
+{
+    guint32 u;
+    memcpy (&u, &f, 4);
+    guint32 sign = (u >> 16) & 0x8000;
+    guint32 abs = u & 0x7fffffff;
+    if (abs >= 0x7f800000) /* inf or nan */
+        return sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0);
+    if (abs >= 0x477ff000) /* rounds to >= 65520: overflow */
+        return sign | 0x7c00;
+    if (abs < 0x38800000) { /* subnormal half (or zero) */
+        float a;
+        memcpy (&a, &abs, 4);
+        /* a * 2^24 rounded to an integer is the subnormal mantissa */
+        float m = a * 16777216.0f;
+        guint32 q = (guint32) m;
+        float frac = m - q;
+        if (frac > 0.5f || (frac == 0.5f && (q & 1)))
+            q++;
+        return sign | q;
+    }
+    guint32 mant = abs & 0x7fffff, exp = (abs >> 23) - 127 + 15;
+    guint32 h = (exp << 10) | (mant >> 13);
+    guint32 rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
+        h++;
+    return sign | h;
+}
+
+static void rows_f32 (const VlmMatrix *w, const float *x, const float *xg,
+                      float *y, int r0, int r1)
+{
+    for (int r = r0; r < r1; r++) {
+        const float *row = (const float *) ((const guint8 *) w->data + r * w->row_bytes);
+        float acc = 0;
+        for (int j = 0; j < w->cols; j++)
+            acc += row[j] * x[j];
+        y[r] = acc;
+    }
+}
+
+static void rows_bf16 (const VlmMatrix *w, const float *x, const float *xg,
+                       float *y, int r0, int r1)
+{
+    for (int r = r0; r < r1; r++) {
+        const guint16 *row = (const guint16 *) ((const guint8 *) w->data + r * w->row_bytes);
+        float acc = 0;
+        for (int j = 0; j < w->cols; j++)
+            acc += vlm_bf16_to_f32 (row[j]) * x[j];
+        y[r] = acc;
+    }
+}
+
+static void rows_f16 (const VlmMatrix *w, const float *x, const float *xg,
+                      float *y, int r0, int r1)
+{
+    for (int r = r0; r < r1; r++) {
+        const guint16 *row = (const guint16 *) ((const guint8 *) w->data + r * w->row_bytes);
+        float acc = 0;
+        for (int j = 0; j < w->cols; j++)
+            acc += vlm_f16_to_f32 (row[j]) * x[j];
+        y[r] = acc;
+    }
+}
+
+/* sum_g s_g * sum_{j in g} q_j x_j + b_g * xg_g; x is zero past cols. */
+static void rows_quant (const VlmMatrix *w, const float *x, const float *xg,
+                        float *y, int r0, int r1)
+{
+    int g = w->group;
+    for (int r = r0; r < r1; r++) {
+        const guint8 *row = (const guint8 *) w->data + r * w->row_bytes;
+        const guint16 *s = w->scales + (gsize) r * w->n_groups;
+        const guint16 *b = w->biases + (gsize) r * w->n_groups;
+        float acc = 0;
+        for (int k = 0; k < w->n_groups; k++) {
+            float dot = 0;
+            for (int j = 0; j < g; j++) {
+                int idx = k * g + j;
+                int q = w->type == VLM_MAT_Q8 ? row[idx]
+                                              : (row[idx / 2] >> (4 * (idx & 1))) & 15;
+                dot += q * x[idx];
+            }
+            acc += vlm_f16_to_f32 (s[k]) * dot + vlm_f16_to_f32 (b[k]) * xg[k];
+        }
+        y[r] = acc;
+    }
+}
+
+const VlmKernels vlm_kernels_generic = {
+    .name = "generic",
+    .rows = { rows_f32, rows_bf16, rows_f16, rows_quant, rows_quant },
+};

@@ -1,0 +1,179 @@
+/* matrix.c - products with weight matrices in their stored format: GEMV on
+ * the session's threads with the CPU's row kernels, GEMM through cblas on
+ * float32 panels, load-time quantization. */
+#include "matrix.h"
+
+#include "kernels.h"
+#include "threadpool.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+const char *vlm_mat_type_name (VlmMatType t)
+{
+    static const char *const names[] = { "F32", "BF16", "F16", "Q8", "Q4" };
+    return names[t];
+}
+
+gsize vlm_matrix_bytes (const VlmMatrix *m)
+{
+    gsize bytes = m->row_bytes * m->rows;
+    if (m->type == VLM_MAT_Q8 || m->type == VLM_MAT_Q4)
+        bytes += (gsize) m->rows * m->n_groups * 2 * sizeof (guint16);
+    return bytes;
+}
+
+void vlm_matrix_get_row (const VlmMatrix *w, int r, float *out)
+{
+    const guint8 *row = (const guint8 *) w->data + (gsize) r * w->row_bytes;
+    switch (w->type) {
+    case VLM_MAT_F32:
+        memcpy (out, row, w->cols * sizeof (float));
+        break;
+    case VLM_MAT_BF16:
+        for (int j = 0; j < w->cols; j++)
+            out[j] = vlm_bf16_to_f32 (((const guint16 *) row)[j]);
+        break;
+    case VLM_MAT_F16:
+        for (int j = 0; j < w->cols; j++)
+            out[j] = vlm_f16_to_f32 (((const guint16 *) row)[j]);
+        break;
+    case VLM_MAT_Q8:
+    case VLM_MAT_Q4: {
+        const guint16 *s = w->scales + (gsize) r * w->n_groups;
+        const guint16 *b = w->biases + (gsize) r * w->n_groups;
+        for (int j = 0; j < w->cols; j++) {
+            int q = w->type == VLM_MAT_Q8 ? row[j] : (row[j / 2] >> (4 * (j & 1))) & 15;
+            out[j] = vlm_f16_to_f32 (s[j / w->group]) * q + vlm_f16_to_f32 (b[j / w->group]);
+        }
+        break;
+    }
+    }
+}
+
+typedef struct {
+    const VlmMatrix *w;
+    const float *x, *xg;
+    float *y;
+    VlmRowsFunc rows;
+} GemvJob;
+
+static void gemv_part (int ith, int nth, gpointer data)
+{
+    GemvJob *j = data;
+    int r0, r1;
+    vlm_split (j->w->rows, ith, nth, 16, &r0, &r1);
+    if (r0 < r1)
+        j->rows (j->w, j->x, j->xg, j->y, r0, r1);
+}
+
+static void gemv (VlmThreadPool *pool, const VlmMatrix *w, const float *x, float *y)
+{
+    GemvJob job = { w, x, NULL, y, vlm_kernels_get ()->rows[w->type] };
+    float *xpad = NULL, *xg = NULL;
+    if (w->type == VLM_MAT_Q8 || w->type == VLM_MAT_Q4) {
+        /* Kernels read whole groups: x is zero past cols. */
+        int n = w->n_groups * w->group;
+        if (n != w->cols) {
+            xpad = g_new0 (float, n);
+            memcpy (xpad, x, w->cols * sizeof (float));
+            job.x = xpad;
+        }
+        xg = g_new (float, w->n_groups);
+        for (int k = 0; k < w->n_groups; k++) {
+            float s = 0;
+            for (int i = 0; i < w->group; i++)
+                s += job.x[k * w->group + i];
+            xg[k] = s;
+        }
+        job.xg = xg;
+    }
+    vlm_thread_pool_run (pool, gemv_part, &job);
+    g_free (xpad);
+    g_free (xg);
+}
+
+typedef struct {
+    const VlmMatrix *w;
+    int r0, n;
+    float *panel;
+} PanelJob;
+
+static void panel_part (int ith, int nth, gpointer data)
+{
+    PanelJob *j = data;
+    int a, b;
+    vlm_split (j->n, ith, nth, 1, &a, &b);
+    for (int i = a; i < b; i++)
+        vlm_matrix_get_row (j->w, j->r0 + i, j->panel + (gsize) i * j->w->cols);
+}
+
+void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
+                     int M, const float *b, float *y)
+{
+    int N = w->rows, K = w->cols;
+    if (M == 1) {
+        gemv (pool, w, x, y);
+    } else if (w->type == VLM_MAT_F32) {
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K,
+                     w->data, w->row_bytes / sizeof (float), 0.0f, y, N);
+    } else {
+        /* Panels of ~4M floats (16 MB), in multiples of 64 rows. */
+        int R = MIN (N, MAX (64, (4 << 20) / K / 64 * 64));
+        float *panel = g_new (float, (gsize) R * K);
+        for (int r0 = 0; r0 < N; r0 += R) {
+            PanelJob job = { w, r0, MIN (R, N - r0), panel };
+            vlm_thread_pool_run (pool, panel_part, &job);
+            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, job.n, K, 1.0f,
+                         x, K, panel, K, 0.0f, y + r0, N);
+        }
+        g_free (panel);
+    }
+    if (b)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                y[(gsize) i * N + j] += b[j];
+}
+
+gpointer vlm_matrix_quantize (const float *w, int rows, int cols,
+                              VlmMatType type, VlmMatrix *m)
+{
+    int bits = type == VLM_MAT_Q8 ? 8 : 4, levels = (1 << bits) - 1;
+    int g = 32, n_groups = (cols + g - 1) / g;
+    gsize row_bytes = (gsize) n_groups * g * bits / 8;
+    gsize codes = row_bytes * rows, params = (gsize) rows * n_groups;
+    guint8 *block = g_malloc0 (codes + 2 * params * sizeof (guint16));
+    guint16 *scales = (guint16 *) (block + codes), *biases = scales + params;
+    for (int r = 0; r < rows; r++) {
+        const float *row = w + (gsize) r * cols;
+        guint8 *q = block + r * row_bytes;
+        for (int k = 0; k < n_groups; k++) {
+            int j0 = k * g, j1 = MIN (cols, j0 + g);
+            float lo = row[j0], hi = row[j0];
+            for (int j = j0; j < j1; j++) {
+                lo = fminf (lo, row[j]);
+                hi = fmaxf (hi, row[j]);
+            }
+            /* Codes are computed against the rounded f16 scale and offset,
+             * so that dequantization reproduces them exactly. */
+            guint16 s16 = vlm_f32_to_f16 ((hi - lo) / levels);
+            guint16 b16 = vlm_f32_to_f16 (lo);
+            float s = vlm_f16_to_f32 (s16), b = vlm_f16_to_f32 (b16);
+            scales[(gsize) r * n_groups + k] = s16;
+            biases[(gsize) r * n_groups + k] = b16;
+            for (int j = j0; j < j1; j++) {
+                int v = s > 0 ? (int) lrintf ((row[j] - b) / s) : 0;
+                v = CLAMP (v, 0, levels);
+                if (bits == 8)
+                    q[j] = v;
+                else
+                    q[j / 2] |= v << (4 * (j & 1));
+            }
+        }
+    }
+    *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols, .data = block,
+                       .row_bytes = row_bytes, .group = g, .n_groups = n_groups,
+                       .scales = scales, .biases = biases };
+    return block;
+}

@@ -1,0 +1,54 @@
+/* matrix.h - weight matrices in the format they are kept in memory, and
+ * the products with them. A VlmMatrix is [rows, cols] = [out, in]; y = W x.
+ *
+ * Float formats (F32, BF16, F16) point straight into the mapped checkpoint.
+ * Quantized formats (Q8, Q4) are MLX's affine group quantization: per row,
+ * groups of `group` consecutive weights share a scale s and an offset b,
+ * w = s * q + b, q unsigned 8 or 4 bits (Q4: byte k of a row holds code 2k
+ * in its low nibble and 2k+1 in its high one). A row holds
+ * n_groups * group codes; codes past cols are zero padding. */
+#ifndef VLM_MATRIX_H
+#define VLM_MATRIX_H
+
+#include <glib.h>
+
+typedef struct _VlmThreadPool VlmThreadPool;
+
+typedef enum {
+    VLM_MAT_F32,
+    VLM_MAT_BF16,
+    VLM_MAT_F16,
+    VLM_MAT_Q8,
+    VLM_MAT_Q4,
+} VlmMatType;
+
+typedef struct {
+    VlmMatType type;
+    int rows, cols;
+    const void *data;         /* values, or codes */
+    gsize row_bytes;          /* bytes from one row to the next */
+    /* quantized only */
+    int group, n_groups;      /* group is a multiple of 32 */
+    const guint16 *scales;    /* f16 [rows, n_groups] */
+    const guint16 *biases;    /* f16 [rows, n_groups] */
+} VlmMatrix;
+
+const char *vlm_mat_type_name (VlmMatType t);
+/* Bytes the matrix occupies in memory. */
+gsize vlm_matrix_bytes (const VlmMatrix *m);
+
+/* y[M, rows] = x[M, cols] . W^T (+ b). M = 1 runs the row kernels on the
+ * pool's threads; M > 1 goes through cblas_sgemm, converting W to float32
+ * a panel of rows at a time when it is not float32. */
+void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
+                     int M, const float *b, float *y);
+/* One row of W as float32 (an embedding lookup). */
+void vlm_matrix_get_row (const VlmMatrix *w, int row, float *out);
+
+/* Quantize a float32 matrix [rows, cols] to Q8/Q4 with groups of 32.
+ * Returns storage the caller frees with g_free (codes, scales, biases in
+ * one block); *m describes it. */
+gpointer vlm_matrix_quantize (const float *w, int rows, int cols,
+                              VlmMatType type, VlmMatrix *m);
+
+#endif

@@ -1,0 +1,33 @@
+/* runtime.c - process-wide choices made once: which kernel set this CPU
+ * runs. Nothing here depends on the machine the library was built on. */
+#include "kernels.h"
+
+#include <string.h>
+
+static const VlmKernels *choose (void)
+{
+    __builtin_cpu_init ();
+    gboolean avx2 = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma") &&
+                    __builtin_cpu_supports ("f16c");
+    gboolean avx512 = avx2 && __builtin_cpu_supports ("avx512f") &&
+                      __builtin_cpu_supports ("avx512bw") && __builtin_cpu_supports ("avx512vl");
+    const char *want = g_getenv ("VLM_KERNELS");
+    /* A request for a set the CPU lacks falls back to the best it has. */
+    if (want && strcmp (want, "generic") == 0)
+        return &vlm_kernels_generic;
+    if (want && strcmp (want, "avx2") == 0 && avx2)
+        return &vlm_kernels_avx2;
+    if (avx512)
+        return &vlm_kernels_avx512;
+    if (avx2)
+        return &vlm_kernels_avx2;
+    return &vlm_kernels_generic;
+}
+
+const VlmKernels *vlm_kernels_get (void)
+{
+    static gsize chosen;
+    if (g_once_init_enter (&chosen))
+        g_once_init_leave (&chosen, (gsize) choose ());
+    return (const VlmKernels *) chosen;
+}

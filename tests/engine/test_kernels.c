@@ -1,0 +1,189 @@
+/* test_kernels.c - every SIMD kernel set this CPU runs agrees with the
+ * portable C kernels on every weight format, over ragged sizes; quantized
+ * weights dequantize within half a step; the GEMM path (float32 panels)
+ * agrees with the GEMV path. */
+#include "kernels.h"
+#include "matrix.h"
+#include "threadpool.h"
+
+#include <math.h>
+#include <string.h>
+
+static guint64 rng = 88172645463325252ULL;
+
+static float rnd (void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (rng >> 40) / 8388608.0f - 1.0f;
+}
+
+/* A matrix of the given type holding (a rounding of) w; owned storage in *keep. */
+static VlmMatrix make (VlmMatType type, const float *w, int rows, int cols, gpointer *keep)
+{
+    VlmMatrix m = { .type = type, .rows = rows, .cols = cols };
+    if (type == VLM_MAT_Q8 || type == VLM_MAT_Q4) {
+        *keep = vlm_matrix_quantize (w, rows, cols, type, &m);
+        return m;
+    }
+    gsize elem = type == VLM_MAT_F32 ? 4 : 2;
+    guint8 *d = g_malloc ((gsize) rows * cols * elem);
+    for (gsize i = 0; i < (gsize) rows * cols; i++) {
+        if (type == VLM_MAT_F32) {
+            memcpy (d + 4 * i, &w[i], 4);
+        } else {
+            guint16 h;
+            if (type == VLM_MAT_F16) {
+                h = vlm_f32_to_f16 (w[i]);
+            } else {
+                guint32 u;
+                memcpy (&u, &w[i], 4);
+                h = u >> 16;
+            }
+            memcpy (d + 2 * i, &h, 2);
+        }
+    }
+    m.data = d;
+    m.row_bytes = cols * elem;
+    *keep = d;
+    return m;
+}
+
+static gboolean cpu_runs (const VlmKernels *k)
+{
+    if (k == &vlm_kernels_avx512)
+        return __builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw") &&
+               __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("fma") &&
+               __builtin_cpu_supports ("f16c");
+    if (k == &vlm_kernels_avx2)
+        return __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma") &&
+               __builtin_cpu_supports ("f16c");
+    return TRUE;
+}
+
+static void test_sets_agree (void)
+{
+    const VlmKernels *sets[] = { &vlm_kernels_avx2, &vlm_kernels_avx512 };
+    const int sizes[][2] = { { 1, 32 }, { 5, 64 }, { 37, 100 }, { 9, 4304 }, { 3, 33 },
+                             { 17, 7 }, { 4, 1152 } };
+    int checked = 0;
+    for (guint s = 0; s < G_N_ELEMENTS (sets); s++) {
+        if (!cpu_runs (sets[s])) {
+            g_test_message ("%s: not run by this CPU", sets[s]->name);
+            continue;
+        }
+        for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4; t++)
+            for (guint z = 0; z < G_N_ELEMENTS (sizes); z++) {
+                int rows = sizes[z][0], cols = sizes[z][1];
+                float *w = g_new (float, (gsize) rows * cols);
+                for (gsize i = 0; i < (gsize) rows * cols; i++)
+                    w[i] = rnd ();
+                gpointer keep;
+                VlmMatrix m = make (t, w, rows, cols, &keep);
+                int n = (t == VLM_MAT_Q8 || t == VLM_MAT_Q4) ? m.n_groups * m.group : cols;
+                float *x = g_new0 (float, n), *xg = g_new0 (float, MAX (m.n_groups, 1));
+                for (int j = 0; j < cols; j++)
+                    x[j] = rnd ();
+                for (int k = 0; k < m.n_groups; k++)
+                    for (int j = 0; j < m.group; j++)
+                        xg[k] += x[k * m.group + j];
+                float *want = g_new (float, rows), *got = g_new (float, rows);
+                vlm_kernels_generic.rows[t] (&m, x, xg, want, 0, rows);
+                sets[s]->rows[t] (&m, x, xg, got, 0, rows);
+                for (int r = 0; r < rows; r++) {
+                    /* float32 reassociation: relative to sum |w x| ~ sqrt(cols) */
+                    double tol = 1e-5 * (cols + 8);
+                    if (fabs (got[r] - want[r]) > tol)
+                        g_error ("%s %s %dx%d row %d: %g vs %g", sets[s]->name,
+                                 vlm_mat_type_name (t), rows, cols, r, got[r], want[r]);
+                }
+                checked++;
+                g_free (keep);
+                g_free (w);
+                g_free (x);
+                g_free (xg);
+                g_free (want);
+                g_free (got);
+            }
+    }
+    g_test_message ("%d kernel/format/size combinations agree", checked);
+}
+
+static void test_quantize_roundtrip (void)
+{
+    int rows = 7, cols = 4304; /* SigLIP's MLP width: not a multiple of 32 */
+    float *w = g_new (float, rows * cols), *row = g_new (float, cols);
+    for (int i = 0; i < rows * cols; i++)
+        w[i] = rnd () * 0.05f;
+    for (int t = VLM_MAT_Q8; t <= VLM_MAT_Q4; t++) {
+        VlmMatrix m;
+        gpointer keep = vlm_matrix_quantize (w, rows, cols, t, &m);
+        g_assert_cmpint (m.n_groups, ==, 135);
+        for (int r = 0; r < rows; r++) {
+            vlm_matrix_get_row (&m, r, row);
+            for (int j = 0; j < cols; j++) {
+                float s = vlm_f16_to_f32 (m.scales[r * m.n_groups + j / 32]);
+                /* half a step, plus the f16 rounding of the offset */
+                g_assert_cmpfloat (fabsf (row[j] - w[r * cols + j]), <=, s * 0.5f + 1e-4f);
+            }
+        }
+        g_free (keep);
+    }
+    g_free (w);
+    g_free (row);
+}
+
+static void test_gemm_matches_gemv (void)
+{
+    VlmThreadPool *pool = vlm_thread_pool_new (2);
+    int M = 5, rows = 150, cols = 96;
+    float *w = g_new (float, rows * cols), *x = g_new (float, M * cols),
+          *b = g_new (float, rows), *y = g_new (float, M * rows), *y1 = g_new (float, rows);
+    for (int i = 0; i < rows * cols; i++)
+        w[i] = rnd ();
+    for (int i = 0; i < M * cols; i++)
+        x[i] = rnd ();
+    for (int i = 0; i < rows; i++)
+        b[i] = rnd ();
+    for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4; t++) {
+        gpointer keep;
+        VlmMatrix m = make (t, w, rows, cols, &keep);
+        vlm_matrix_mul (pool, &m, x, M, b, y);
+        for (int i = 0; i < M; i++) {
+            vlm_matrix_mul (pool, &m, x + i * cols, 1, b, y1);
+            for (int r = 0; r < rows; r++)
+                g_assert_cmpfloat (fabsf (y[i * rows + r] - y1[r]), <=, 1e-4f);
+        }
+        g_free (keep);
+    }
+    vlm_thread_pool_free (pool);
+    g_free (w);
+    g_free (x);
+    g_free (b);
+    g_free (y);
+    g_free (y1);
+}
+
+static void test_f16_conversion (void)
+{
+    /* Every half round-trips; rounding is to nearest even. */
+    for (guint32 h = 0; h < 0x10000; h++) {
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff))
+            continue; /* NaN payloads */
+        g_assert_cmpuint (vlm_f32_to_f16 (vlm_f16_to_f32 (h)), ==, h);
+    }
+    g_assert_cmpuint (vlm_f32_to_f16 (1.0f + 1.0f / 2048), ==, 0x3c00); /* tie to even */
+    g_assert_cmpuint (vlm_f32_to_f16 (1.0f + 3.0f / 2048), ==, 0x3c02);
+    g_assert_cmpuint (vlm_f32_to_f16 (1e6f), ==, 0x7c00);
+}
+
+int main (int argc, char **argv)
+{
+    g_test_init (&argc, &argv, NULL);
+    g_test_add_func ("/kernels/sets-agree", test_sets_agree);
+    g_test_add_func ("/kernels/quantize-roundtrip", test_quantize_roundtrip);
+    g_test_add_func ("/kernels/gemm-matches-gemv", test_gemm_matches_gemv);
+    g_test_add_func ("/kernels/f16-conversion", test_f16_conversion);
+    return g_test_run ();
+}

@@ -1,0 +1,346 @@
+/* vlm-bench - how fast libvlm describes a frame, against this machine's own
+ * limits measured in the same run: memory read bandwidth and the best f32
+ * GEMM rate. For each weight format (run in its own process, so that peak
+ * RSS and page cache state are its own): load time, peak RSS, vision ms,
+ * prefill and decode tokens/s, time to the first caption token; median of
+ * several runs with their spread. The last line is one JSON object. */
+#include "vlm.h"
+
+#include <cblas.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static char *opt_model, *opt_formats = "as-stored,q8,q4", *opt_child;
+static int opt_runs = 5, opt_tokens = 32, opt_threads = 0;
+
+static double now_ms (void)
+{
+    return g_get_monotonic_time () / 1000.0;
+}
+
+static int cmp_double (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return (x > y) - (x < y);
+}
+
+/* median, min and max of n values */
+typedef struct { double median, min, max; } Stat;
+
+static Stat stat_of (double *v, int n)
+{
+    qsort (v, n, sizeof *v, cmp_double);
+    return (Stat) { n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1] };
+}
+
+static void add_stat (JsonBuilder *b, const char *name, Stat s)
+{
+    json_builder_set_member_name (b, name);
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "median");
+    json_builder_add_double_value (b, s.median);
+    json_builder_set_member_name (b, "min");
+    json_builder_add_double_value (b, s.min);
+    json_builder_set_member_name (b, "max");
+    json_builder_add_double_value (b, s.max);
+    json_builder_end_object (b);
+}
+
+static void add_num (JsonBuilder *b, const char *name, double v)
+{
+    json_builder_set_member_name (b, name);
+    json_builder_add_double_value (b, v);
+}
+
+static char *to_json (JsonBuilder *b)
+{
+    g_autoptr (JsonGenerator) gen = json_generator_new ();
+    g_autoptr (JsonNode) root = json_builder_get_root (b);
+    json_generator_set_root (gen, root);
+    return json_generator_to_data (gen, NULL);
+}
+
+/* ---- the machine's limits ---- */
+
+typedef struct {
+    const double *data;
+    gsize n;
+    double sum;
+} ReadJob;
+
+static gpointer read_part (gpointer p)
+{
+    ReadJob *j = p;
+    double s[8] = { 0 };
+    for (gsize i = 0; i + 8 <= j->n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += j->data[i + k];
+    j->sum = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+    return NULL;
+}
+
+/* Best of several passes over 2 GiB with n threads, in GB/s. */
+static double read_bandwidth (int n_threads)
+{
+    gsize n = (gsize) 1 << 28;
+    double *buf = g_new (double, n);
+    for (gsize i = 0; i < n; i++)
+        buf[i] = i & 7;
+    double best = 0, sink = 0;
+    for (int pass = 0; pass < 5; pass++) {
+        ReadJob jobs[64];
+        GThread *threads[64];
+        double t0 = now_ms ();
+        for (int t = 0; t < n_threads; t++) {
+            jobs[t] = (ReadJob) { buf + n / n_threads * t, n / n_threads, 0 };
+            threads[t] = g_thread_new ("read", read_part, &jobs[t]);
+        }
+        for (int t = 0; t < n_threads; t++) {
+            g_thread_join (threads[t]);
+            sink += jobs[t].sum;
+        }
+        best = MAX (best, n * sizeof (double) / ((now_ms () - t0) * 1e6));
+    }
+    g_free (buf);
+    if (sink < 0)
+        printf ("%g\n", sink);
+    return best;
+}
+
+/* Best cblas_sgemm rate in GFLOP/s, at prefill-like shapes. */
+static double gemm_rate (void)
+{
+    int M = 512, N = 2048, K = 2048;
+    float *a = g_new (float, (gsize) M * K), *b = g_new (float, (gsize) N * K),
+          *c = g_new (float, (gsize) M * N);
+    for (gsize i = 0; i < (gsize) M * K; i++)
+        a[i] = (i % 13) * 0.01f;
+    for (gsize i = 0; i < (gsize) N * K; i++)
+        b[i] = (i % 7) * 0.01f;
+    double best = 0;
+    for (int pass = 0; pass < 8; pass++) {
+        double t0 = now_ms ();
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K,
+                     0.0f, c, N);
+        best = MAX (best, 2.0 * M * N * K / ((now_ms () - t0) * 1e6));
+    }
+    g_free (a);
+    g_free (b);
+    g_free (c);
+    return best;
+}
+
+/* ---- one weight format, in a child process ---- */
+
+typedef struct {
+    double start, first;
+} Timing;
+
+static gboolean on_token (guint32 token, const char *text, gpointer data)
+{
+    Timing *t = data;
+    if (t->first == 0)
+        t->first = now_ms ();
+    return TRUE;
+}
+
+static int run_child (void)
+{
+    VlmWeightFormat format = g_strcmp0 (opt_child, "q8") == 0 ? VLM_WEIGHTS_Q8
+                             : g_strcmp0 (opt_child, "q4") == 0 ? VLM_WEIGHTS_Q4
+                                                                  : VLM_WEIGHTS_AS_STORED;
+    g_autoptr (GError) error = NULL;
+    double t0 = now_ms ();
+    g_autoptr (VlmModel) model = vlm_model_load_with_format (opt_model, format, &error);
+    if (!model) {
+        fprintf (stderr, "vlm-bench: %s\n", error->message);
+        return 1;
+    }
+    double load_ms = now_ms () - t0;
+    const VlmModelInfo *info = vlm_model_get_info (model);
+    g_autoptr (VlmSession) s = vlm_session_new (model, opt_threads, &error);
+
+    guint w = 224, h = 224;
+    g_autofree guint8 *px = g_malloc ((gsize) w * h * 3);
+    for (gsize i = 0; i < (gsize) w * h * 3; i++)
+        px[i] = (i * 2654435761u) >> 24;
+    VlmImage img = { px, w, h, (gsize) w * 3 };
+    VlmDescribeParams p;
+    vlm_describe_params_init (&p);
+    p.max_new_tokens = opt_tokens;
+    p.on_token = on_token;
+
+    int n = opt_runs;
+    double vision[n], prefill[n], decode[n], ttft[n], total[n];
+    double cold_ttft = 0;
+    guint prompt_tokens = 0, generated = 0;
+    for (int r = -1; r < n; r++) { /* run -1 warms the page cache up */
+        Timing t = { now_ms (), 0 };
+        p.user_data = &t;
+        g_autoptr (VlmResult) res = vlm_session_describe (s, &img, &p, &error);
+        if (!res) {
+            fprintf (stderr, "vlm-bench: %s\n", error->message);
+            return 1;
+        }
+        if (r < 0) {
+            cold_ttft = t.first - t.start;
+            continue;
+        }
+        prompt_tokens = res->stats.n_tokens_image + res->stats.n_tokens_prompt;
+        generated = res->n_tokens;
+        vision[r] = res->stats.vision_ms;
+        prefill[r] = prompt_tokens / (res->stats.prefill_ms / 1000.0);
+        decode[r] = res->n_tokens > 1 ? (res->n_tokens - 1) / (res->stats.decode_ms / 1000.0) : 0;
+        ttft[r] = t.first - t.start;
+        total[r] = now_ms () - t.start;
+    }
+    struct rusage ru;
+    getrusage (RUSAGE_SELF, &ru);
+
+    g_autoptr (JsonBuilder) b = json_builder_new ();
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "format");
+    json_builder_add_string_value (b, opt_child);
+    json_builder_set_member_name (b, "dtype");
+    json_builder_add_string_value (b, info->dtype);
+    add_num (b, "weight_bytes", info->weight_bytes);
+    add_num (b, "decode_bytes_per_token", info->decode_bytes);
+    add_num (b, "vision_flops", info->vision_flops);
+    add_num (b, "prefill_flops_per_token", info->prefill_flops);
+    add_num (b, "load_ms", load_ms);
+    add_num (b, "peak_rss_bytes", ru.ru_maxrss * 1024.0);
+    add_num (b, "prompt_tokens", prompt_tokens);
+    add_num (b, "generated_tokens", generated);
+    add_num (b, "cold_ttft_ms", cold_ttft);
+    add_stat (b, "vision_ms", stat_of (vision, n));
+    add_stat (b, "prefill_tok_s", stat_of (prefill, n));
+    add_stat (b, "decode_tok_s", stat_of (decode, n));
+    add_stat (b, "ttft_ms", stat_of (ttft, n));
+    add_stat (b, "caption_ms", stat_of (total, n));
+    json_builder_end_object (b);
+    g_autofree char *json = to_json (b);
+    printf ("%s\n", json);
+    return 0;
+}
+
+/* ---- the parent: limits, children, table ---- */
+
+static double member (JsonObject *o, const char *path)
+{
+    g_auto (GStrv) parts = g_strsplit (path, ".", 2);
+    if (parts[1])
+        return json_object_get_double_member (json_object_get_object_member (o, parts[0]),
+                                              parts[1]);
+    return json_object_get_double_member (o, parts[0]);
+}
+
+static char *cpu_name (void)
+{
+    g_autofree char *info = NULL;
+    if (g_file_get_contents ("/proc/cpuinfo", &info, NULL, NULL)) {
+        char *l = strstr (info, "model name");
+        if (l && (l = strchr (l, ':'))) {
+            char *e = strchr (l, '\n');
+            return g_strstrip (g_strndup (l + 1, e ? e - l - 1 : strlen (l + 1)));
+        }
+    }
+    return g_strdup ("unknown");
+}
+
+int main (int argc, char **argv)
+{
+    GOptionEntry entries[] = {
+        { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Checkpoint directory", "DIR" },
+        { "weights", 'w', 0, G_OPTION_ARG_STRING, &opt_formats,
+          "Comma-separated formats (default as-stored,q8,q4)", "LIST" },
+        { "runs", 'r', 0, G_OPTION_ARG_INT, &opt_runs, "Runs per format (default 5)", "N" },
+        { "tokens", 'n', 0, G_OPTION_ARG_INT, &opt_tokens, "Tokens per caption (default 32)", "N" },
+        { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads (0 = all cores)", "N" },
+        { "child", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_child, NULL, NULL },
+        { NULL },
+    };
+    g_autoptr (GOptionContext) ctx = g_option_context_new ("- benchmark libvlm");
+    g_option_context_add_main_entries (ctx, entries, NULL);
+    g_autoptr (GError) error = NULL;
+    if (!g_option_context_parse (ctx, &argc, &argv, &error) || !opt_model || opt_runs < 1) {
+        fprintf (stderr, "vlm-bench: %s\n", error ? error->message : "--model DIR is required");
+        return 1;
+    }
+    if (opt_child)
+        return run_child ();
+
+    int threads = opt_threads ? opt_threads : (int) g_get_num_processors ();
+    openblas_set_num_threads (threads);
+    g_autofree char *cpu = cpu_name ();
+    double bw1 = read_bandwidth (1), bw = read_bandwidth (threads), gemm = gemm_rate ();
+    printf ("machine: %s, %d threads; memory read %.1f GB/s (1 thread %.1f); "
+            "best f32 GEMM %.1f GFLOP/s\n", cpu, threads, bw, bw1, gemm);
+
+    g_autoptr (JsonBuilder) b = json_builder_new ();
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "cpu");
+    json_builder_add_string_value (b, cpu);
+    add_num (b, "threads", threads);
+    add_num (b, "read_bandwidth_gb_s", bw);
+    add_num (b, "read_bandwidth_1t_gb_s", bw1);
+    add_num (b, "gemm_gflop_s", gemm);
+    add_num (b, "runs", opt_runs);
+    json_builder_set_member_name (b, "formats");
+    json_builder_begin_array (b);
+    printf ("%-10s %-6s %8s %8s %9s %10s %10s %9s %10s %8s %8s %8s\n", "weights", "dtype",
+            "load s", "RSS GB", "vision ms", "prefill/s", "decode/s", "TTFT ms",
+            "caption s", "dec/bw", "pre/gemm", "vis/gemm");
+    g_auto (GStrv) formats = g_strsplit (opt_formats, ",", -1);
+    int rc = 0;
+    for (int f = 0; formats[f]; f++) {
+        g_autofree char *runs = g_strdup_printf ("%d", opt_runs);
+        g_autofree char *tokens = g_strdup_printf ("%d", opt_tokens);
+        g_autofree char *thr = g_strdup_printf ("%d", threads);
+        char *args[] = { argv[0], "--child", formats[f], "--model", opt_model, "--runs", runs,
+                         "--tokens", tokens, "--threads", thr, NULL };
+        g_autofree char *out = NULL;
+        int status;
+        if (!g_spawn_sync (NULL, args, NULL, G_SPAWN_CHILD_INHERITS_STDIN, NULL, NULL, &out,
+                           NULL, &status, &error) || !g_spawn_check_wait_status (status, NULL)) {
+            fprintf (stderr, "vlm-bench: %s failed\n", formats[f]);
+            g_clear_error (&error);
+            rc = 1;
+            continue;
+        }
+        g_autoptr (JsonParser) parser = json_parser_new ();
+        if (!json_parser_load_from_data (parser, out, -1, NULL))
+            continue;
+        JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+        /* The ratios against the machine's limits. */
+        double dec_ratio = member (o, "decode_tok_s.median") *
+                           member (o, "decode_bytes_per_token") / (bw * 1e9);
+        double pre_ratio = member (o, "prefill_tok_s.median") *
+                           member (o, "prefill_flops_per_token") / (gemm * 1e9);
+        double vis_ratio = member (o, "vision_flops") /
+                           (member (o, "vision_ms.median") / 1000.0) / (gemm * 1e9);
+        json_object_set_double_member (o, "decode_bandwidth_ratio", dec_ratio);
+        json_object_set_double_member (o, "prefill_gemm_ratio", pre_ratio);
+        json_object_set_double_member (o, "vision_gemm_ratio", vis_ratio);
+        printf ("%-10s %-6s %8.2f %8.2f %9.0f %10.1f %10.2f %9.0f %10.2f %8.2f %8.2f %8.2f\n",
+                formats[f], json_object_get_string_member (o, "dtype"),
+                member (o, "load_ms") / 1000, member (o, "peak_rss_bytes") / 1e9,
+                member (o, "vision_ms.median"), member (o, "prefill_tok_s.median"),
+                member (o, "decode_tok_s.median"), member (o, "ttft_ms.median"),
+                member (o, "caption_ms.median") / 1000, dec_ratio, pre_ratio, vis_ratio);
+        printf ("%-10s spread: vision %.0f-%.0f ms, decode %.2f-%.2f tok/s, weights %.2f GB, "
+                "cold TTFT %.0f ms\n", "", member (o, "vision_ms.min"),
+                member (o, "vision_ms.max"), member (o, "decode_tok_s.min"),
+                member (o, "decode_tok_s.max"), member (o, "weight_bytes") / 1e9,
+                member (o, "cold_ttft_ms"));
+        json_builder_add_value (b, json_node_copy (json_parser_get_root (parser)));
+    }
+    json_builder_end_array (b);
+    json_builder_end_object (b);
+    g_autofree char *json = to_json (b);
+    printf ("%s\n", json);
+    return rc;
+}
