@@ -9,19 +9,24 @@
 #include "matrix.h"
 
 typedef void (*VlmRowsFunc) (const VlmMatrix *w, const float *x,
-                             const float *xg, float *y, int r0, int r1);
+                             const float *xg, const void *prep, float *y,
+                             int r0, int r1);
+/* Once per product, before the rows: x rearranged for a kernel (or NULL). */
+typedef gpointer (*VlmPrepareFunc) (const VlmMatrix *w, const float *x);
 
 typedef struct {
-    const char *name;              /* "avx512", "avx2", "generic" */
+    const char *name;              /* "avx512-vnni", "avx512", "avx2", "generic" */
     VlmRowsFunc rows[5];           /* by VlmMatType */
+    VlmPrepareFunc prepare[5];     /* NULL: none */
 } VlmKernels;
 
 extern const VlmKernels vlm_kernels_generic;
 extern const VlmKernels vlm_kernels_avx2;
 extern const VlmKernels vlm_kernels_avx512;
+extern const VlmKernels vlm_kernels_avx512_vnni;
 
-/* The best set this CPU runs (VLM_KERNELS=generic|avx2|avx512 overrides,
- * within what the CPU supports). */
+/* The best set this CPU runs (VLM_KERNELS=generic|avx2|avx512|avx512-vnni
+ * overrides, within what the CPU supports). */
 const VlmKernels *vlm_kernels_get (void);
 
 /* Scalar helpers shared by the sets. */

@@ -37,7 +37,7 @@ static inline float scalar_f32 (float v) { return v; }
 
 #define FLOAT_ROWS(NAME, T, LOAD, SCALAR)                                      \
     static void NAME (const VlmMatrix *w, const float *x, const float *xg,    \
-                      float *y, int r0, int r1)                                \
+                      const void *prep, float *y, int r0, int r1)         \
     {                                                                          \
         int K = w->cols, K8 = K & ~7;                                          \
         int r = r0;                                                            \
@@ -98,7 +98,7 @@ static inline float offset_term (const guint16 *b, const float *xg, int n)
 }
 
 static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
-                     float *y, int r0, int r1)
+                     const void *prep, float *y, int r0, int r1)
 {
     int g = w->group;
     for (int r = r0; r < r1; r++) {
@@ -124,7 +124,7 @@ static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
 
 /* See kernels_avx512.c: x split into even and odd elements per 32. */
 static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
-                     float *y, int r0, int r1)
+                     const void *prep, float *y, int r0, int r1)
 {
     int g = w->group, n = w->n_groups * g;
     float *xs = g_malloc (n * sizeof (float));

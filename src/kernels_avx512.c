@@ -5,6 +5,7 @@
 #include "kernels.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 #define ROW(w, r) ((const guint8 *) (w)->data + (gsize) (r) * (w)->row_bytes)
 
@@ -43,7 +44,7 @@ static inline __m512 load_f32_tail (const float *p, __mmask16 m)
 /* Four rows at a time share each load of x. */
 #define FLOAT_ROWS(NAME, T, LOAD, LOAD_TAIL)                                   \
     static void NAME (const VlmMatrix *w, const float *x, const float *xg,    \
-                      float *y, int r0, int r1)                                \
+                      const void *prep, float *y, int r0, int r1)         \
     {                                                                          \
         int K = w->cols, K16 = K & ~15;                                        \
         __mmask16 tail = (__mmask16) ((1u << (K - K16)) - 1);                  \
@@ -92,11 +93,6 @@ static inline __m512 u8x16 (__m128i v)
     return _mm512_cvtepi32_ps (_mm512_cvtepu8_epi32 (v));
 }
 
-static inline float group_scale (const guint16 *s, int k)
-{
-    return _mm_cvtss_f32 (_mm_cvtph_ps (_mm_cvtsi32_si128 (s[k])));
-}
-
 /* Offsets: sum_k b_k * xg_k over a row's groups. */
 static inline float offset_term (const guint16 *b, const float *xg, int n)
 {
@@ -111,13 +107,34 @@ static inline float offset_term (const guint16 *b, const float *xg, int n)
     return _mm512_reduce_add_ps (acc);
 }
 
+/* The row's group scales, 16 at a time, broadcast lane k of a vector
+ * (cheaper than converting one f16 per group). */
+typedef struct {
+    const guint16 *s;
+    int n;
+    __m512 v;
+    __m512i idx;
+} Scales;
+
+static inline __m512 next_scale (Scales *sc, int k)
+{
+    if ((k & 15) == 0) {
+        sc->v = sc->n - k >= 16 ? load_f16 (sc->s + k)
+                                : load_f16_tail (sc->s + k, (__mmask16) ((1u << (sc->n - k)) - 1));
+        sc->idx = _mm512_setzero_si512 ();
+    } else {
+        sc->idx = _mm512_add_epi32 (sc->idx, _mm512_set1_epi32 (1));
+    }
+    return _mm512_permutexvar_ps (sc->idx, sc->v);
+}
+
 static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
-                     float *y, int r0, int r1)
+                     const void *prep, float *y, int r0, int r1)
 {
     int g = w->group;
     for (int r = r0; r < r1; r++) {
         const guint8 *row = ROW (w, r);
-        const guint16 *s = w->scales + (gsize) r * w->n_groups;
+        Scales sc = { w->scales + (gsize) r * w->n_groups, w->n_groups };
         __m512 acc = _mm512_setzero_ps ();
         for (int k = 0; k < w->n_groups; k++) {
             const guint8 *q = row + (gsize) k * g;
@@ -129,7 +146,7 @@ static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
                 d1 = _mm512_fmadd_ps (u8x16 (_mm_loadu_si128 ((const __m128i *) (q + j + 16))),
                                       _mm512_loadu_ps (xk + j + 16), d1);
             }
-            acc = _mm512_fmadd_ps (_mm512_add_ps (d0, d1), _mm512_set1_ps (group_scale (s, k)), acc);
+            acc = _mm512_fmadd_ps (_mm512_add_ps (d0, d1), next_scale (&sc, k), acc);
         }
         y[r] = _mm512_reduce_add_ps (acc) +
                offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
@@ -139,7 +156,7 @@ static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
 /* Q4 byte k holds codes 2k (low nibble) and 2k+1 (high): x is split into
  * its even and odd elements per 32 once, so that nibbles need no shuffle. */
 static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
-                     float *y, int r0, int r1)
+                     const void *prep, float *y, int r0, int r1)
 {
     int g = w->group, n = w->n_groups * g;
     float *xs = g_malloc (n * sizeof (float));
@@ -153,7 +170,7 @@ static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
     const __m128i low = _mm_set1_epi8 (15);
     for (int r = r0; r < r1; r++) {
         const guint8 *row = ROW (w, r);
-        const guint16 *s = w->scales + (gsize) r * w->n_groups;
+        Scales sc = { w->scales + (gsize) r * w->n_groups, w->n_groups };
         __m512 acc = _mm512_setzero_ps ();
         for (int k = 0; k < w->n_groups; k++) {
             const guint8 *q = row + (gsize) k * g / 2;
@@ -165,7 +182,7 @@ static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
                 d1 = _mm512_fmadd_ps (u8x16 (_mm_and_si128 (_mm_srli_epi16 (v, 4), low)),
                                       _mm512_loadu_ps (xk + j + 16), d1);
             }
-            acc = _mm512_fmadd_ps (_mm512_add_ps (d0, d1), _mm512_set1_ps (group_scale (s, k)), acc);
+            acc = _mm512_fmadd_ps (_mm512_add_ps (d0, d1), next_scale (&sc, k), acc);
         }
         y[r] = _mm512_reduce_add_ps (acc) +
                offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
@@ -176,4 +193,150 @@ static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
 const VlmKernels vlm_kernels_avx512 = {
     .name = "avx512",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8, rows_q4 },
+};
+
+/* ---- AVX-512 VNNI: integer dot products for Q8/Q4 ----
+ * x is quantized once per product to int8 in subgroups of 32, twice: a
+ * coarse part xh and the residual xl (x ~ dx (xh + xl / 256), 16 bits of
+ * precision, so results stay within float32-like error of the exact path).
+ * vpdpbusd multiplies the unsigned codes with them, 64 at a time. Groups of
+ * 32 and 64 (our quantizer's, and MLX's default); others use the float
+ * kernels above. */
+
+#define VNNI __attribute__ ((target ("avx512vnni")))
+
+typedef struct {
+    int nsub;
+    gint8 *xh, *xl; /* [nsub * 32], Q4: each 32 as [even elements, odd elements] */
+    float *dx;      /* [nsub * 8]: each subgroup's step, 8 times */
+} VnniX;
+
+static gpointer prepare_vnni (const VlmMatrix *w, const float *x)
+{
+    if (w->group != 32 && w->group != 64)
+        return NULL;
+    int nsub = w->n_groups * w->group / 32;
+    VnniX *p = g_malloc (sizeof (VnniX) + (gsize) nsub * (64 + 32) + 64);
+    p->nsub = nsub;
+    p->dx = (float *) (p + 1);
+    p->xh = (gint8 *) (p->dx + (gsize) nsub * 8);
+    p->xl = p->xh + (gsize) nsub * 32;
+    for (int s = 0; s < nsub; s++) {
+        float v[32], m = 0;
+        for (int i = 0; i < 32; i++) {
+            /* Q4 codes of a subgroup come as 16 even then 16 odd ones. */
+            int src = w->type == VLM_MAT_Q4 ? (i < 16 ? 2 * i : 2 * (i - 16) + 1) : i;
+            v[i] = x[s * 32 + src];
+            m = MAX (m, fabsf (v[i]));
+        }
+        float dx = m > 0 ? m / 127.0f : 1.0f;
+        for (int i = 0; i < 32; i++) {
+            float t = v[i] / dx;
+            float h = rintf (t);
+            p->xh[s * 32 + i] = (gint8) h;
+            p->xl[s * 32 + i] = (gint8) CLAMP (rintf ((t - h) * 256.0f), -127.0f, 127.0f);
+        }
+        for (int i = 0; i < 8; i++)
+            p->dx[s * 8 + i] = dx;
+    }
+    return p;
+}
+
+/* 64 codes (two subgroups) as bytes in the order the prepared x has. */
+static inline __m512i codes_q8 (const guint8 *row, int sb)
+{
+    return _mm512_loadu_si512 (row + (gsize) sb * 32);
+}
+
+static inline __m512i codes_q4 (const guint8 *row, int sb)
+{
+    const __m256i low = _mm256_set1_epi8 (15);
+    __m256i v = _mm256_loadu_si256 ((const __m256i *) (row + (gsize) sb * 16));
+    __m256i lo = _mm256_and_si256 (v, low);
+    __m256i hi = _mm256_and_si256 (_mm256_srli_epi16 (v, 4), low);
+    __m256i a = _mm256_permute2x128_si256 (lo, hi, 0x20);
+    __m256i b = _mm256_permute2x128_si256 (lo, hi, 0x31);
+    return _mm512_inserti64x4 (_mm512_castsi256_si512 (a), b, 1);
+}
+
+/* The last, unpaired subgroup. */
+static inline __m256i codes_q8_one (const guint8 *row, int sb)
+{
+    return _mm256_loadu_si256 ((const __m256i *) (row + (gsize) sb * 32));
+}
+
+static inline __m256i codes_q4_one (const guint8 *row, int sb)
+{
+    const __m128i low = _mm_set1_epi8 (15);
+    __m128i v = _mm_loadu_si128 ((const __m128i *) (row + (gsize) sb * 16));
+    return _mm256_set_m128i (_mm_and_si128 (_mm_srli_epi16 (v, 4), low), _mm_and_si128 (v, low));
+}
+
+#define VNNI_ROWS(NAME, CODES, CODES_ONE, FALLBACK)                             \
+    VNNI static void NAME (const VlmMatrix *w, const float *x, const float *xg, \
+                           const void *prep, float *y, int r0, int r1)          \
+    {                                                                           \
+        const VnniX *p = prep;                                                  \
+        if (!p) {                                                               \
+            FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
+            return;                                                             \
+        }                                                                       \
+        /* pair of subgroups -> lanes of the group scales vector */            \
+        int per_pair = w->group == 32 ? 2 : 1;                                  \
+        const __m512i first = w->group == 32                                    \
+            ? _mm512_set_epi32 (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0) \
+            : _mm512_setzero_si512 ();                                          \
+        const __m512 inv256 = _mm512_set1_ps (1.0f / 256.0f);                   \
+        for (int r = r0; r < r1; r++) {                                         \
+            const guint8 *row = ROW (w, r);                                     \
+            const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
+            __m512 acc = _mm512_setzero_ps (), sv = _mm512_setzero_ps ();      \
+            __m512i idx = first;                                                \
+            int sb = 0;                                                         \
+            for (; sb + 2 <= p->nsub; sb += 2) {                                \
+                int grp = sb * 32 / w->group;                                   \
+                if (grp % 16 == 0 && (sb == 0 || (sb - 2) * 32 / w->group != grp)) { \
+                    int left = w->n_groups - grp;                               \
+                    sv = left >= 16 ? load_f16 (s + grp)                        \
+                                    : load_f16_tail (s + grp, (__mmask16) ((1u << left) - 1)); \
+                    idx = first;                                                \
+                }                                                               \
+                __m512i c = CODES (row, sb);                                    \
+                __m512i h = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), c,    \
+                                                 _mm512_loadu_si512 (p->xh + (gsize) sb * 32)); \
+                __m512i l = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), c,    \
+                                                 _mm512_loadu_si512 (p->xl + (gsize) sb * 32)); \
+                __m512 f = _mm512_fmadd_ps (_mm512_cvtepi32_ps (l), inv256,     \
+                                            _mm512_cvtepi32_ps (h));            \
+                __m512 scale = _mm512_mul_ps (_mm512_loadu_ps (p->dx + (gsize) sb * 8), \
+                                              _mm512_permutexvar_ps (idx, sv)); \
+                acc = _mm512_fmadd_ps (f, scale, acc);                          \
+                idx = _mm512_add_epi32 (idx, _mm512_set1_epi32 (per_pair));     \
+            }                                                                   \
+            float t = _mm512_reduce_add_ps (acc);                               \
+            if (sb < p->nsub) {                                                 \
+                __m256i c = CODES_ONE (row, sb);                                \
+                __m256i h = _mm256_dpbusd_epi32 (_mm256_setzero_si256 (), c,    \
+                    _mm256_loadu_si256 ((const __m256i *) (p->xh + (gsize) sb * 32))); \
+                __m256i l = _mm256_dpbusd_epi32 (_mm256_setzero_si256 (), c,    \
+                    _mm256_loadu_si256 ((const __m256i *) (p->xl + (gsize) sb * 32))); \
+                __m256 f = _mm256_fmadd_ps (_mm256_cvtepi32_ps (l), _mm256_set1_ps (1.0f / 256.0f), \
+                                            _mm256_cvtepi32_ps (h));            \
+                __m128 q = _mm_add_ps (_mm256_castps256_ps128 (f), _mm256_extractf128_ps (f, 1)); \
+                q = _mm_add_ps (q, _mm_movehl_ps (q, q));                       \
+                q = _mm_add_ss (q, _mm_movehdup_ps (q));                        \
+                t += _mm_cvtss_f32 (q) * p->dx[(gsize) sb * 8] *                \
+                     vlm_f16_to_f32 (s[sb * 32 / w->group]);                    \
+            }                                                                   \
+            y[r] = t + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups); \
+        }                                                                       \
+    }
+
+VNNI_ROWS (rows_q8_vnni, codes_q8, codes_q8_one, rows_q8)
+VNNI_ROWS (rows_q4_vnni, codes_q4, codes_q4_one, rows_q4)
+
+const VlmKernels vlm_kernels_avx512_vnni = {
+    .name = "avx512-vnni",
+    .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_vnni, rows_q4_vnni },
+    .prepare = { NULL, NULL, NULL, prepare_vnni, prepare_vnni },
 };

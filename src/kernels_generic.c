@@ -60,7 +60,7 @@ guint16 vlm_f32_to_f16 (float f)
 }
 
 static void rows_f32 (const VlmMatrix *w, const float *x, const float *xg,
-                      float *y, int r0, int r1)
+                      const void *prep, float *y, int r0, int r1)
 {
     for (int r = r0; r < r1; r++) {
         const float *row = (const float *) ((const guint8 *) w->data + r * w->row_bytes);
@@ -72,7 +72,7 @@ static void rows_f32 (const VlmMatrix *w, const float *x, const float *xg,
 }
 
 static void rows_bf16 (const VlmMatrix *w, const float *x, const float *xg,
-                       float *y, int r0, int r1)
+                       const void *prep, float *y, int r0, int r1)
 {
     for (int r = r0; r < r1; r++) {
         const guint16 *row = (const guint16 *) ((const guint8 *) w->data + r * w->row_bytes);
@@ -84,7 +84,7 @@ static void rows_bf16 (const VlmMatrix *w, const float *x, const float *xg,
 }
 
 static void rows_f16 (const VlmMatrix *w, const float *x, const float *xg,
-                      float *y, int r0, int r1)
+                      const void *prep, float *y, int r0, int r1)
 {
     for (int r = r0; r < r1; r++) {
         const guint16 *row = (const guint16 *) ((const guint8 *) w->data + r * w->row_bytes);
@@ -97,7 +97,7 @@ static void rows_f16 (const VlmMatrix *w, const float *x, const float *xg,
 
 /* sum_g s_g * sum_{j in g} q_j x_j + b_g * xg_g; x is zero past cols. */
 static void rows_quant (const VlmMatrix *w, const float *x, const float *xg,
-                        float *y, int r0, int r1)
+                        const void *prep, float *y, int r0, int r1)
 {
     int g = w->group;
     for (int r = r0; r < r1; r++) {

@@ -86,9 +86,7 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
                          T, H, c->rms_eps);
         vlm_matrix_mul (pool, &L->gate, x, T, NULL, gate);
         vlm_matrix_mul (pool, &L->up, x, T, NULL, up);
-        vlm_ops_gelu_tanh (gate, (gsize) T * F);
-        for (gsize i = 0; i < (gsize) T * F; i++)
-            gate[i] *= up[i];
+        vlm_ops_gelu_tanh (pool, gate, up, (gsize) T * F);
         vlm_matrix_mul (pool, &L->down, gate, T, NULL, x);
         if (c->sandwich_norms)
             vlm_ops_rmsnorm (x, x, L->post_ffw_norm, T, H, c->rms_eps);

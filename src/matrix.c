@@ -55,6 +55,7 @@ void vlm_matrix_get_row (const VlmMatrix *w, int r, float *out)
 typedef struct {
     const VlmMatrix *w;
     const float *x, *xg;
+    const void *prep;
     float *y;
     VlmRowsFunc rows;
 } GemvJob;
@@ -65,13 +66,15 @@ static void gemv_part (int ith, int nth, gpointer data)
     int r0, r1;
     vlm_split (j->w->rows, ith, nth, 16, &r0, &r1);
     if (r0 < r1)
-        j->rows (j->w, j->x, j->xg, j->y, r0, r1);
+        j->rows (j->w, j->x, j->xg, j->prep, j->y, r0, r1);
 }
 
 static void gemv (VlmThreadPool *pool, const VlmMatrix *w, const float *x, float *y)
 {
-    GemvJob job = { w, x, NULL, y, vlm_kernels_get ()->rows[w->type] };
+    const VlmKernels *k = vlm_kernels_get ();
+    GemvJob job = { w, x, NULL, NULL, y, k->rows[w->type] };
     float *xpad = NULL, *xg = NULL;
+    gpointer prep = NULL;
     if (w->type == VLM_MAT_Q8 || w->type == VLM_MAT_Q4) {
         /* Kernels read whole groups: x is zero past cols. */
         int n = w->n_groups * w->group;
@@ -89,9 +92,12 @@ static void gemv (VlmThreadPool *pool, const VlmMatrix *w, const float *x, float
         }
         job.xg = xg;
     }
+    if (k->prepare[w->type])
+        job.prep = prep = k->prepare[w->type] (w, job.x);
     vlm_thread_pool_run (pool, gemv_part, &job);
     g_free (xpad);
     g_free (xg);
+    g_free (prep);
 }
 
 typedef struct {

@@ -56,13 +56,29 @@ void vlm_ops_rmsnorm (float *out, const float *x, const float *w, int M, int D,
     }
 }
 
-void vlm_ops_gelu_tanh (float *x, gsize n)
+typedef struct {
+    float *x;
+    const float *mul;
+    gsize n;
+} GeluJob;
+
+static void gelu_part (int ith, int nth, gpointer data)
 {
+    const GeluJob *j = data;
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-    for (gsize i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf (k * (v + 0.044715f * v * v * v)));
+    gsize a = j->n * ith / nth, b = j->n * (ith + 1) / nth;
+    for (gsize i = a; i < b; i++) {
+        float v = j->x[i];
+        v = 0.5f * v * (1.0f + tanhf (k * (v + 0.044715f * v * v * v)));
+        j->x[i] = j->mul ? v * j->mul[i] : v;
     }
+}
+
+void vlm_ops_gelu_tanh (VlmThreadPool *pool, float *x, const float *mul, gsize n)
+{
+    GeluJob job = { x, mul, n };
+    /* Small vectors are not worth waking the workers for. */
+    vlm_thread_pool_run (n >= 16384 ? pool : NULL, gelu_part, &job);
 }
 
 void vlm_ops_softcap (float *x, gsize n, float cap)

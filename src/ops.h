@@ -3,6 +3,8 @@
 #ifndef VLM_OPS_H
 #define VLM_OPS_H
 
+#include "threadpool.h"
+
 #include <glib.h>
 
 /* y[M, N] = x[M, K] . W[N, K]^T (+ b[N] if b). */
@@ -14,8 +16,9 @@ void vlm_ops_layernorm (float *out, const float *x, const float *w,
 /* Gemma RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + w). out may equal x. */
 void vlm_ops_rmsnorm (float *out, const float *x, const float *w, int M, int D,
                       float eps);
-/* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in place. */
-void vlm_ops_gelu_tanh (float *x, gsize n);
+/* x = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) [* mul], in place,
+ * on the pool's threads (mul may be NULL). */
+void vlm_ops_gelu_tanh (VlmThreadPool *pool, float *x, const float *mul, gsize n);
 /* x[i] = tanh(x[i] / cap) * cap, in place. */
 void vlm_ops_softcap (float *x, gsize n, float cap);
 void vlm_ops_add (float *y, const float *x, gsize n);

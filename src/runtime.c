@@ -11,12 +11,17 @@ static const VlmKernels *choose (void)
                     __builtin_cpu_supports ("f16c");
     gboolean avx512 = avx2 && __builtin_cpu_supports ("avx512f") &&
                       __builtin_cpu_supports ("avx512bw") && __builtin_cpu_supports ("avx512vl");
+    gboolean vnni = avx512 && __builtin_cpu_supports ("avx512vnni");
     const char *want = g_getenv ("VLM_KERNELS");
     /* A request for a set the CPU lacks falls back to the best it has. */
     if (want && strcmp (want, "generic") == 0)
         return &vlm_kernels_generic;
     if (want && strcmp (want, "avx2") == 0 && avx2)
         return &vlm_kernels_avx2;
+    if (want && strcmp (want, "avx512") == 0 && avx512)
+        return &vlm_kernels_avx512;
+    if (vnni)
+        return &vlm_kernels_avx512_vnni;
     if (avx512)
         return &vlm_kernels_avx512;
     if (avx2)

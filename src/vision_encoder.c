@@ -60,7 +60,7 @@ void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
 
         vlm_ops_layernorm (x, h, L->ln2_w, L->ln2_b, N, D, c->ln_eps);
         vlm_matrix_mul (pool, &L->fc1, x, N, L->fc1_b, mlp);
-        vlm_ops_gelu_tanh (mlp, (gsize) N * I);
+        vlm_ops_gelu_tanh (pool, mlp, NULL, (gsize) N * I);
         vlm_matrix_mul (pool, &L->fc2, mlp, N, L->fc2_b, x);
         vlm_ops_add (h, x, nd);
         char name[32];
