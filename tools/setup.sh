@@ -7,7 +7,7 @@ PKGS="
   libglib2.0-dev libjson-glib-dev libopenblas-dev libsentencepiece-dev sentencepiece
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-bad gstreamer1.0-x
   python3 python3-numpy python3-pil
 "
 missing=""
