@@ -43,9 +43,15 @@ void vlm_matrix_get_row (const VlmMatrix *w, int r, float *out)
     case VLM_MAT_Q4: {
         const guint16 *s = w->scales + (gsize) r * w->n_groups;
         const guint16 *b = w->biases + (gsize) r * w->n_groups;
-        for (int j = 0; j < w->cols; j++) {
-            int q = w->type == VLM_MAT_Q8 ? row[j] : (row[j / 2] >> (4 * (j & 1))) & 15;
-            out[j] = vlm_f16_to_f32 (s[j / w->group]) * q + vlm_f16_to_f32 (b[j / w->group]);
+        for (int k = 0; k < w->n_groups; k++) {
+            float sk = vlm_f16_to_f32 (s[k]), bk = vlm_f16_to_f32 (b[k]);
+            int j0 = k * w->group, j1 = MIN (w->cols, j0 + w->group);
+            if (w->type == VLM_MAT_Q8)
+                for (int j = j0; j < j1; j++)
+                    out[j] = sk * row[j] + bk;
+            else
+                for (int j = j0; j < j1; j++)
+                    out[j] = sk * ((row[j / 2] >> (4 * (j & 1))) & 15) + bk;
         }
         break;
     }
@@ -142,18 +148,26 @@ void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                 y[(gsize) i * N + j] += b[j];
 }
 
-gpointer vlm_matrix_quantize (const float *w, int rows, int cols,
-                              VlmMatType type, VlmMatrix *m)
+typedef struct {
+    const float *w;
+    VlmMatrix *m;
+    guint8 *codes;
+    guint16 *scales, *biases;
+} QuantJob;
+
+static void quantize_part (int ith, int nth, gpointer data)
 {
-    int bits = type == VLM_MAT_Q8 ? 8 : 4, levels = (1 << bits) - 1;
-    int g = 32, n_groups = (cols + g - 1) / g;
-    gsize row_bytes = (gsize) n_groups * g * bits / 8;
-    gsize codes = row_bytes * rows, params = (gsize) rows * n_groups;
-    guint8 *block = g_malloc0 (codes + 2 * params * sizeof (guint16));
-    guint16 *scales = (guint16 *) (block + codes), *biases = scales + params;
-    for (int r = 0; r < rows; r++) {
+    const QuantJob *j = data;
+    const VlmMatrix *m = j->m;
+    int bits = m->type == VLM_MAT_Q8 ? 8 : 4, levels = (1 << bits) - 1;
+    int g = m->group, n_groups = m->n_groups, cols = m->cols;
+    int r0, r1;
+    vlm_split (m->rows, ith, nth, 1, &r0, &r1);
+    const float *w = j->w;
+    guint16 *scales = j->scales, *biases = j->biases;
+    for (int r = r0; r < r1; r++) {
         const float *row = w + (gsize) r * cols;
-        guint8 *q = block + r * row_bytes;
+        guint8 *q = j->codes + r * m->row_bytes;
         for (int k = 0; k < n_groups; k++) {
             int j0 = k * g, j1 = MIN (cols, j0 + g);
             float lo = row[j0], hi = row[j0];
@@ -178,8 +192,26 @@ gpointer vlm_matrix_quantize (const float *w, int rows, int cols,
             }
         }
     }
+}
+
+gpointer vlm_matrix_quantize (const float *w, int rows, int cols,
+                              VlmMatType type, VlmMatrix *m)
+{
+    int bits = type == VLM_MAT_Q8 ? 8 : 4;
+    int g = 32, n_groups = (cols + g - 1) / g;
+    gsize row_bytes = (gsize) n_groups * g * bits / 8;
+    gsize codes = row_bytes * rows, params = (gsize) rows * n_groups;
+    guint8 *block = g_malloc0 (codes + 2 * params * sizeof (guint16));
+    guint16 *scales = (guint16 *) (block + codes), *biases = scales + params;
     *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols, .data = block,
                        .row_bytes = row_bytes, .group = g, .n_groups = n_groups,
                        .scales = scales, .biases = biases };
+    QuantJob job = { w, m, block, scales, biases };
+    /* Loading a 3B model quantizes billions of weights: use every core
+     * for the large matrices. */
+    VlmThreadPool *pool = (gsize) rows * cols >= (1 << 20)
+                              ? vlm_thread_pool_new (g_get_num_processors ()) : NULL;
+    vlm_thread_pool_run (pool, quantize_part, &job);
+    vlm_thread_pool_free (pool);
     return block;
 }

@@ -61,6 +61,11 @@ const char *vlm_finish_reason_to_string (VlmFinishReason reason)
     return "unknown";
 }
 
+const char *vlm_kernels_name (void)
+{
+    return vlm_kernels_get ()->name;
+}
+
 void vlm_describe_params_init (VlmDescribeParams *p)
 {
     memset (p, 0, sizeof *p);

@@ -114,6 +114,10 @@ void vlm_set_log_func (VlmLogFunc func, gpointer user_data);
 
 void vlm_describe_params_init (VlmDescribeParams *params);
 
+/* The instruction-set kernels chosen for this CPU at run time:
+ * "avx512-vnni", "avx512", "avx2" or "generic" (VLM_KERNELS narrows it). */
+const char *vlm_kernels_name (void);
+
 /* How weight matrices are kept in memory: as the checkpoint stores them
  * (F32, BF16, F16, or MLX-quantized), or quantized at load time to 8 or 4
  * bits (affine, groups of 32). */
