@@ -133,11 +133,47 @@ static void softmax_row (float *x, int lo, int hi, int n)
         x[j] = (j >= lo && j < hi) ? x[j] * inv : 0.0f;
 }
 
+/* One query row (a decode step): plain loops, so that OpenBLAS's threads
+ * are not woken for a few thousand operations per head. */
+static void attention_row (float *out, const float *q, const float *k,
+                           const float *v, int S, int n_heads, int n_kv, int d,
+                           float scale, float softcap, int lo, int hi,
+                           float *scores)
+{
+    int group = n_heads / n_kv, ks = n_kv * d;
+    for (int h = 0; h < n_heads; h++) {
+        const float *qh = q + h * d;
+        int g = h / group;
+        for (int s = lo; s < hi; s++) {
+            const float *kr = k + (gsize) s * ks + g * d;
+            float acc = 0;
+            for (int i = 0; i < d; i++)
+                acc += qh[i] * kr[i];
+            scores[s] = acc * scale;
+        }
+        if (softcap > 0)
+            vlm_ops_softcap (scores + lo, hi - lo, softcap);
+        softmax_row (scores, lo, hi, S);
+        float *oh = out + h * d;
+        memset (oh, 0, d * sizeof (float));
+        for (int s = lo; s < hi; s++) {
+            const float *vr = v + (gsize) s * ks + g * d;
+            for (int i = 0; i < d; i++)
+                oh[i] += scores[s] * vr[i];
+        }
+    }
+}
+
 void vlm_ops_attention (float *out, const float *q, const float *k,
                         const float *v, int T, int S, int n_heads, int n_kv,
                         int d, float scale, float softcap, const int *key_lo,
                         const int *key_hi, float *scratch)
 {
+    if (T == 1) {
+        attention_row (out, q, k, v, S, n_heads, n_kv, d, scale, softcap,
+                       key_lo[0], key_hi[0], scratch);
+        return;
+    }
     int group = n_heads / n_kv;
     int qs = n_heads * d, ks = n_kv * d;
     for (int h = 0; h < n_heads; h++) {
