@@ -149,10 +149,9 @@ void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
 }
 
 typedef struct {
-    const float *w;
-    VlmMatrix *m;
-    guint8 *codes;
-    guint16 *scales, *biases;
+    const float *w;     /* rows r0 .. r0 + n */
+    const VlmMatrix *m;
+    int r0, n;
 } QuantJob;
 
 static void quantize_part (int ith, int nth, gpointer data)
@@ -161,13 +160,12 @@ static void quantize_part (int ith, int nth, gpointer data)
     const VlmMatrix *m = j->m;
     int bits = m->type == VLM_MAT_Q8 ? 8 : 4, levels = (1 << bits) - 1;
     int g = m->group, n_groups = m->n_groups, cols = m->cols;
-    int r0, r1;
-    vlm_split (m->rows, ith, nth, 1, &r0, &r1);
-    const float *w = j->w;
-    guint16 *scales = j->scales, *biases = j->biases;
-    for (int r = r0; r < r1; r++) {
-        const float *row = w + (gsize) r * cols;
-        guint8 *q = j->codes + r * m->row_bytes;
+    int a, b;
+    vlm_split (j->n, ith, nth, 1, &a, &b);
+    guint16 *scales = (guint16 *) m->scales, *biases = (guint16 *) m->biases;
+    for (int r = j->r0 + a; r < j->r0 + b; r++) {
+        const float *row = j->w + (gsize) (r - j->r0) * cols;
+        guint8 *q = (guint8 *) m->data + r * m->row_bytes;
         for (int k = 0; k < n_groups; k++) {
             int j0 = k * g, j1 = MIN (cols, j0 + g);
             float lo = row[j0], hi = row[j0];
@@ -194,8 +192,8 @@ static void quantize_part (int ith, int nth, gpointer data)
     }
 }
 
-gpointer vlm_matrix_quantize (const float *w, int rows, int cols,
-                              VlmMatType type, VlmMatrix *m)
+gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
+                                   VlmMatrix *m)
 {
     int bits = type == VLM_MAT_Q8 ? 8 : 4;
     int g = 32, n_groups = (cols + g - 1) / g;
@@ -206,12 +204,16 @@ gpointer vlm_matrix_quantize (const float *w, int rows, int cols,
     *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols, .data = block,
                        .row_bytes = row_bytes, .group = g, .n_groups = n_groups,
                        .scales = scales, .biases = biases };
-    QuantJob job = { w, m, block, scales, biases };
+    return block;
+}
+
+void vlm_matrix_quantize_rows (VlmMatrix *m, int r0, int n, const float *src)
+{
+    QuantJob job = { src, m, r0, n };
     /* Loading a 3B model quantizes billions of weights: use every core
-     * for the large matrices. */
-    VlmThreadPool *pool = (gsize) rows * cols >= (1 << 20)
+     * for the large pieces. */
+    VlmThreadPool *pool = (gsize) n * m->cols >= (1 << 20)
                               ? vlm_thread_pool_new (g_get_num_processors ()) : NULL;
     vlm_thread_pool_run (pool, quantize_part, &job);
     vlm_thread_pool_free (pool);
-    return block;
 }

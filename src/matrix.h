@@ -45,10 +45,12 @@ void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
 /* One row of W as float32 (an embedding lookup). */
 void vlm_matrix_get_row (const VlmMatrix *w, int row, float *out);
 
-/* Quantize a float32 matrix [rows, cols] to Q8/Q4 with groups of 32.
- * Returns storage the caller frees with g_free (codes, scales, biases in
- * one block); *m describes it. */
-gpointer vlm_matrix_quantize (const float *w, int rows, int cols,
-                              VlmMatType type, VlmMatrix *m);
+/* A Q8/Q4 matrix [rows, cols] with groups of 32, to be filled by
+ * vlm_matrix_quantize_rows. Returns storage the caller frees with g_free
+ * (codes, scales, biases in one block); *m describes it. */
+gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
+                                   VlmMatrix *m);
+/* Quantize float32 rows src[n, cols] into rows r0 .. r0 + n of m. */
+void vlm_matrix_quantize_rows (VlmMatrix *m, int r0, int n, const float *src);
 
 #endif

@@ -46,11 +46,44 @@ VlmTensorStore *vlm_weights_store (VlmWeights *w)
     return w->store;
 }
 
-static const float *widen (VlmWeights *w, VlmTensorInfo *t, GError **error)
+static gboolean float_dtype (const VlmTensorInfo *t, GError **error)
+{
+    if (t->dtype == VLM_DTYPE_F32 || t->dtype == VLM_DTYPE_BF16 ||
+        t->dtype == VLM_DTYPE_F16)
+        return TRUE;
+    g_set_error (error, VLM_ERROR, VLM_ERROR_UNSUPPORTED,
+                 "%s: tensor '%s': dtype %s is not a supported weight dtype "
+                 "(F32, F16, BF16)", t->file, t->name, vlm_dtype_name (t->dtype));
+    return FALSE;
+}
+
+/* Elements [first, first + n) of a float tensor as float32. */
+static void convert (const VlmTensorInfo *t, gint64 first, gint64 n, float *dst)
 {
     const guint8 *src = t->data;
-    if (t->dtype == VLM_DTYPE_F32 && ((guintptr) src % sizeof (float)) == 0)
-        return (const float *) src;
+    for (gint64 i = 0; i < n; i++) {
+        guint16 h;
+        switch (t->dtype) {
+        case VLM_DTYPE_BF16:
+            memcpy (&h, src + 2 * (first + i), 2);
+            dst[i] = vlm_bf16_to_f32 (h);
+            break;
+        case VLM_DTYPE_F16:
+            memcpy (&h, src + 2 * (first + i), 2);
+            dst[i] = vlm_f16_to_f32 (h);
+            break;
+        default:
+            memcpy (&dst[i], src + 4 * (first + i), 4);
+        }
+    }
+}
+
+static const float *widen (VlmWeights *w, VlmTensorInfo *t, GError **error)
+{
+    if (!float_dtype (t, error))
+        return NULL;
+    if (t->dtype == VLM_DTYPE_F32 && ((guintptr) t->data % sizeof (float)) == 0)
+        return (const float *) t->data;
     float *dst = g_try_new (float, MAX (t->n_elements, 1));
     if (!dst) {
         g_set_error (error, VLM_ERROR, VLM_ERROR_INVALID_MODEL,
@@ -58,29 +91,7 @@ static const float *widen (VlmWeights *w, VlmTensorInfo *t, GError **error)
                      " values", t->file, t->name, t->n_elements);
         return NULL;
     }
-    for (gint64 i = 0; i < t->n_elements; i++) {
-        guint16 h;
-        switch (t->dtype) {
-        case VLM_DTYPE_F32:
-            memcpy (&dst[i], src + 4 * i, 4);
-            break;
-        case VLM_DTYPE_BF16:
-            memcpy (&h, src + 2 * i, 2);
-            dst[i] = vlm_bf16_to_f32 (h);
-            break;
-        case VLM_DTYPE_F16:
-            memcpy (&h, src + 2 * i, 2);
-            dst[i] = vlm_f16_to_f32 (h);
-            break;
-        default:
-            g_free (dst);
-            g_set_error (error, VLM_ERROR, VLM_ERROR_UNSUPPORTED,
-                         "%s: tensor '%s': dtype %s is not a supported weight "
-                         "dtype (F32, F16, BF16)", t->file, t->name,
-                         vlm_dtype_name (t->dtype));
-            return NULL;
-        }
-    }
+    convert (t, 0, t->n_elements, dst);
     g_ptr_array_add (w->copies, dst);
     return dst;
 }
@@ -183,14 +194,33 @@ static gboolean is_mlx_quantized (VlmWeights *w, const char *name)
     return vlm_tensor_store_find (w->store, sn) != NULL;
 }
 
-/* Give the page cache back the pages of a tensor we made our own copy of. */
-static void release_pages (VlmTensorInfo *t)
+/* Drop the mapped pages of bytes [p, p + n) we made our own copy of from
+ * the resident set (the page cache keeps them). */
+static void release_pages (const guint8 *p, gsize n)
 {
     gsize page = sysconf (_SC_PAGESIZE);
-    guintptr a = ((guintptr) t->data + page - 1) & ~(page - 1);
-    guintptr b = ((guintptr) t->data + t->nbytes) & ~(page - 1);
+    guintptr a = ((guintptr) p + page - 1) & ~(page - 1);
+    guintptr b = ((guintptr) p + n) & ~(page - 1);
     if (b > a)
         madvise ((void *) a, b - a, MADV_DONTNEED);
+}
+
+/* Quantize a float tensor a slice of rows at a time, so that loading never
+ * holds more than one slice as float32 beside the result. */
+static void quantize (VlmWeights *w, const VlmTensorInfo *t, gint64 rows,
+                      gint64 cols, VlmMatrix *m)
+{
+    g_ptr_array_add (w->copies, vlm_matrix_quantized_new (rows, cols, w->quantize_to, m));
+    gint64 slice = MAX (1, (1 << 22) / cols);
+    float *buf = g_new (float, slice * cols);
+    gsize elem = vlm_dtype_size (t->dtype);
+    for (gint64 r = 0; r < rows; r += slice) {
+        gint64 n = MIN (slice, rows - r);
+        convert (t, r * cols, n * cols, buf);
+        vlm_matrix_quantize_rows (m, r, n, buf);
+        release_pages (t->data + r * cols * elem, n * cols * elem);
+    }
+    g_free (buf);
 }
 
 gboolean vlm_weights_get_matrix (VlmWeights *w, const char *name, gint64 rows,
@@ -205,23 +235,17 @@ gboolean vlm_weights_get_matrix (VlmWeights *w, const char *name, gint64 rows,
         if (!t)
             return FALSE;
         gsize elem = vlm_dtype_size (t->dtype);
-        gboolean float_type = t->dtype == VLM_DTYPE_F32 ||
-                              t->dtype == VLM_DTYPE_BF16 || t->dtype == VLM_DTYPE_F16;
-        if (w->quantize_to != VLM_MAT_F32 || !float_type ||
-            (guintptr) t->data % elem) {
+        if (!float_dtype (t, error))
+            return FALSE;
+        if (w->quantize_to != VLM_MAT_F32) {
+            quantize (w, t, rows, cols, m);
+        } else if ((guintptr) t->data % elem) {
+            /* Unaligned in the file: an aligned float32 copy. */
             const float *f = widen (w, t, error);
             if (!f)
                 return FALSE;
-            if (w->quantize_to == VLM_MAT_F32) {
-                *m = (VlmMatrix) { .type = VLM_MAT_F32, .rows = rows, .cols = cols,
-                                   .data = f, .row_bytes = cols * sizeof (float) };
-            } else {
-                g_ptr_array_add (w->copies,
-                                 vlm_matrix_quantize (f, rows, cols, w->quantize_to, m));
-                if (f != (const float *) t->data)
-                    g_ptr_array_remove_fast (w->copies, (gpointer) f);
-                release_pages (t);
-            }
+            *m = (VlmMatrix) { .type = VLM_MAT_F32, .rows = rows, .cols = cols,
+                               .data = f, .row_bytes = cols * sizeof (float) };
         } else {
             VlmMatType type = t->dtype == VLM_DTYPE_F32 ? VLM_MAT_F32
                               : t->dtype == VLM_DTYPE_BF16 ? VLM_MAT_BF16 : VLM_MAT_F16;

@@ -24,7 +24,8 @@ static VlmMatrix make (VlmMatType type, const float *w, int rows, int cols, gpoi
 {
     VlmMatrix m = { .type = type, .rows = rows, .cols = cols };
     if (type == VLM_MAT_Q8 || type == VLM_MAT_Q4) {
-        *keep = vlm_matrix_quantize (w, rows, cols, type, &m);
+        *keep = vlm_matrix_quantized_new (rows, cols, type, &m);
+        vlm_matrix_quantize_rows (&m, 0, rows, w);
         return m;
     }
     gsize elem = type == VLM_MAT_F32 ? 4 : 2;
@@ -123,7 +124,8 @@ static void test_quantize_roundtrip (void)
         w[i] = rnd () * 0.05f;
     for (int t = VLM_MAT_Q8; t <= VLM_MAT_Q4; t++) {
         VlmMatrix m;
-        gpointer keep = vlm_matrix_quantize (w, rows, cols, t, &m);
+        gpointer keep = vlm_matrix_quantized_new (rows, cols, t, &m);
+        vlm_matrix_quantize_rows (&m, 0, rows, w);
         g_assert_cmpint (m.n_groups, ==, 135);
         for (int r = 0; r < rows; r++) {
             vlm_matrix_get_row (&m, r, row);
