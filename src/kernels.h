@@ -18,6 +18,8 @@ typedef struct {
     const char *name;              /* "avx512-vnni", "avx512", "avx2", "generic" */
     VlmRowsFunc rows[5];           /* by VlmMatType */
     VlmPrepareFunc prepare[5];     /* NULL: none */
+    /* x[i] = gelu_tanh (x[i]) (* mul[i] if mul) for i < n */
+    void (*gelu) (float *x, const float *mul, gsize n);
 } VlmKernels;
 
 extern const VlmKernels vlm_kernels_generic;
@@ -36,6 +38,12 @@ static inline float vlm_bf16_to_f32 (guint16 h)
     return v.f;
 }
 float vlm_f16_to_f32 (guint16 h);
+/* 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3))) given the tanh. */
+static inline float vlm_gelu_inner (float v)
+{
+    return 0.7978845608028654f * (v + 0.044715f * v * v * v);
+}
+void vlm_gelu_generic (float *x, const float *mul, gsize n);
 guint16 vlm_f32_to_f16 (float f);
 
 #endif

@@ -159,7 +159,27 @@ static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
     g_free (xs);
 }
 
+/* glibc's vector tanhf (libmvec, <= 4 ulp) for WIDTH lanes at a time. */
+__m256 _ZGVdN8v_tanhf (__m256 x);
+
+static void gelu (float *x, const float *mul, gsize n)
+{
+    const __m256 half = _mm256_set1_ps (0.5f), one = _mm256_set1_ps (1.0f);
+    const __m256 k = _mm256_set1_ps (0.7978845608028654f), c = _mm256_set1_ps (0.044715f);
+    gsize i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps (x + i);
+        __m256 inner = _mm256_mul_ps (k, _mm256_fmadd_ps (_mm256_mul_ps (c, v), _mm256_mul_ps (v, v), v));
+        __m256 y = _mm256_mul_ps (_mm256_mul_ps (half, v), _mm256_add_ps (one, _ZGVdN8v_tanhf (inner)));
+        if (mul)
+            y = _mm256_mul_ps (y, _mm256_loadu_ps (mul + i));
+        _mm256_storeu_ps (x + i, y);
+    }
+    vlm_gelu_generic (x + i, mul ? mul + i : NULL, n - i);
+}
+
 const VlmKernels vlm_kernels_avx2 = {
     .name = "avx2",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8, rows_q4 },
+    .gelu = gelu,
 };

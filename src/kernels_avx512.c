@@ -190,9 +190,29 @@ static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
     g_free (xs);
 }
 
+/* glibc's vector tanhf (libmvec, <= 4 ulp) for WIDTH lanes at a time. */
+__m512 _ZGVeN16v_tanhf (__m512 x);
+
+static void gelu (float *x, const float *mul, gsize n)
+{
+    const __m512 half = _mm512_set1_ps (0.5f), one = _mm512_set1_ps (1.0f);
+    const __m512 k = _mm512_set1_ps (0.7978845608028654f), c = _mm512_set1_ps (0.044715f);
+    gsize i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps (x + i);
+        __m512 inner = _mm512_mul_ps (k, _mm512_fmadd_ps (_mm512_mul_ps (c, v), _mm512_mul_ps (v, v), v));
+        __m512 y = _mm512_mul_ps (_mm512_mul_ps (half, v), _mm512_add_ps (one, _ZGVeN16v_tanhf (inner)));
+        if (mul)
+            y = _mm512_mul_ps (y, _mm512_loadu_ps (mul + i));
+        _mm512_storeu_ps (x + i, y);
+    }
+    vlm_gelu_generic (x + i, mul ? mul + i : NULL, n - i);
+}
+
 const VlmKernels vlm_kernels_avx512 = {
     .name = "avx512",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8, rows_q4 },
+    .gelu = gelu,
 };
 
 /* ---- AVX-512 VNNI: integer dot products for Q8/Q4 ----
@@ -339,4 +359,5 @@ const VlmKernels vlm_kernels_avx512_vnni = {
     .name = "avx512-vnni",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_vnni, rows_q4_vnni },
     .prepare = { NULL, NULL, NULL, prepare_vnni, prepare_vnni },
+    .gelu = gelu,
 };

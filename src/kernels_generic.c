@@ -2,6 +2,7 @@
  * are tested against, and the fallback on CPUs without AVX2. */
 #include "kernels.h"
 
+#include <math.h>
 #include <string.h>
 
 float vlm_f16_to_f32 (guint16 h)
@@ -119,7 +120,16 @@ static void rows_quant (const VlmMatrix *w, const float *x, const float *xg,
     }
 }
 
+void vlm_gelu_generic (float *x, const float *mul, gsize n)
+{
+    for (gsize i = 0; i < n; i++) {
+        float v = 0.5f * x[i] * (1.0f + tanhf (vlm_gelu_inner (x[i])));
+        x[i] = mul ? v * mul[i] : v;
+    }
+}
+
 const VlmKernels vlm_kernels_generic = {
     .name = "generic",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_quant, rows_quant },
+    .gelu = vlm_gelu_generic,
 };

@@ -2,6 +2,8 @@
  * so that results stay within float32 noise of the reference. */
 #include "ops.h"
 
+#include "kernels.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -65,13 +67,8 @@ typedef struct {
 static void gelu_part (int ith, int nth, gpointer data)
 {
     const GeluJob *j = data;
-    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     gsize a = j->n * ith / nth, b = j->n * (ith + 1) / nth;
-    for (gsize i = a; i < b; i++) {
-        float v = j->x[i];
-        v = 0.5f * v * (1.0f + tanhf (k * (v + 0.044715f * v * v * v)));
-        j->x[i] = j->mul ? v * j->mul[i] : v;
-    }
+    vlm_kernels_get ()->gelu (j->x + a, j->mul ? j->mul + a : NULL, b - a);
 }
 
 void vlm_ops_gelu_tanh (VlmThreadPool *pool, float *x, const float *mul, gsize n)
