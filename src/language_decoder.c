@@ -47,7 +47,6 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
     float *q = g_new (float, (gsize) T * qd);
     float *att = g_new (float, (gsize) T * qd);
     float *gate = g_new (float, (gsize) T * F), *up = g_new (float, (gsize) T * F);
-    float *scores = g_new (float, (gsize) T * S);
     int *pos = g_new (int, T), *lo = g_new (int, T), *hi = g_new (int, T),
         *lo_sliding = g_new (int, T);
     for (int t = 0; t < T; t++) {
@@ -73,9 +72,9 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
         vlm_ops_rope (q, T, c->n_heads, hd, pos, c->rope_theta);
         vlm_ops_rope (kc + (gsize) start * kvd, T, c->n_kv_heads, hd, pos,
                       c->rope_theta);
-        vlm_ops_attention (att, q, kc, vc, T, S, c->n_heads, c->n_kv_heads, hd,
+        vlm_ops_attention (pool, att, q, kc, vc, T, S, c->n_heads, c->n_kv_heads, hd,
                            c->attn_scale, c->attn_softcap,
-                           sliding ? lo_sliding : lo, hi, scores);
+                           sliding ? lo_sliding : lo, hi);
         vlm_matrix_mul (pool, &L->wo, att, T, NULL, x);
         if (c->sandwich_norms)
             vlm_ops_rmsnorm (x, x, L->post_attn_norm, T, H, c->rms_eps);
@@ -109,7 +108,6 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
     g_free (att);
     g_free (gate);
     g_free (up);
-    g_free (scores);
     g_free (pos);
     g_free (lo);
     g_free (hi);

@@ -108,39 +108,49 @@ static void gemv (VlmThreadPool *pool, const VlmMatrix *w, const float *x, float
 
 typedef struct {
     const VlmMatrix *w;
-    int r0, n;
-    float *panel;
-} PanelJob;
+    const float *x;
+    int M;
+    float *y;
+} GemmJob;
 
-static void panel_part (int ith, int nth, gpointer data)
+/* This thread's share of the rows of W: float32 panels (converted here
+ * unless W is float32) times x, by a single-threaded cblas_sgemm. */
+static void gemm_part (int ith, int nth, gpointer data)
 {
-    PanelJob *j = data;
-    int a, b;
-    vlm_split (j->n, ith, nth, 1, &a, &b);
-    for (int i = a; i < b; i++)
-        vlm_matrix_get_row (j->w, j->r0 + i, j->panel + (gsize) i * j->w->cols);
+    const GemmJob *j = data;
+    const VlmMatrix *w = j->w;
+    int N = w->rows, K = w->cols, a, b;
+    vlm_split (N, ith, nth, 64, &a, &b);
+    if (a >= b)
+        return;
+    if (w->type == VLM_MAT_F32) {
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->M, b - a, K, 1.0f, j->x, K,
+                     (const float *) ((const guint8 *) w->data + (gsize) a * w->row_bytes),
+                     w->row_bytes / sizeof (float), 0.0f, j->y + a, N);
+        return;
+    }
+    /* Panels of ~1M floats (4 MB, cache-friendly), in multiples of 16 rows. */
+    int R = MIN (b - a, MAX (16, (1 << 20) / K / 16 * 16));
+    float *panel = g_new (float, (gsize) R * K);
+    for (int r0 = a; r0 < b; r0 += R) {
+        int n = MIN (R, b - r0);
+        for (int i = 0; i < n; i++)
+            vlm_matrix_get_row (w, r0 + i, panel + (gsize) i * K);
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->M, n, K, 1.0f, j->x, K,
+                     panel, K, 0.0f, j->y + r0, N);
+    }
+    g_free (panel);
 }
 
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y)
 {
-    int N = w->rows, K = w->cols;
+    int N = w->rows;
     if (M == 1) {
         gemv (pool, w, x, y);
-    } else if (w->type == VLM_MAT_F32) {
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K,
-                     w->data, w->row_bytes / sizeof (float), 0.0f, y, N);
     } else {
-        /* Panels of ~4M floats (16 MB), in multiples of 64 rows. */
-        int R = MIN (N, MAX (64, (4 << 20) / K / 64 * 64));
-        float *panel = g_new (float, (gsize) R * K);
-        for (int r0 = 0; r0 < N; r0 += R) {
-            PanelJob job = { w, r0, MIN (R, N - r0), panel };
-            vlm_thread_pool_run (pool, panel_part, &job);
-            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, job.n, K, 1.0f,
-                         x, K, panel, K, 0.0f, y + r0, N);
-        }
-        g_free (panel);
+        GemmJob job = { w, x, M, y };
+        vlm_thread_pool_run (pool, gemm_part, &job);
     }
     if (b)
         for (int i = 0; i < M; i++)

@@ -37,9 +37,11 @@ const char *vlm_mat_type_name (VlmMatType t);
 /* Bytes the matrix occupies in memory. */
 gsize vlm_matrix_bytes (const VlmMatrix *m);
 
-/* y[M, rows] = x[M, cols] . W^T (+ b). M = 1 runs the row kernels on the
- * pool's threads; M > 1 goes through cblas_sgemm, converting W to float32
- * a panel of rows at a time when it is not float32. */
+/* y[M, rows] = x[M, cols] . W^T (+ b), the rows of W split among the
+ * pool's threads. M = 1 runs the row kernels; M > 1 runs single-threaded
+ * cblas_sgemm on each thread's rows, converting W to float32 a panel at a
+ * time when it is not float32. One threading layer: OpenBLAS is kept to one
+ * thread (vlm_session_new). */
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y);
 /* One row of W as float32 (an embedding lookup). */

@@ -33,7 +33,7 @@ typedef struct {
 } VlmVisionLayer;
 
 typedef struct {
-    const float *patch_w;            /* [D, 3 * P * P] (OIHW flattened) */
+    VlmMatrix patch;                 /* [D, 3 * P * P] (OIHW flattened), F32 */
     const float *patch_b;            /* [D] */
     const float *pos;                /* [N, D] */
     VlmVisionLayer *layers;          /* [n_layers] */

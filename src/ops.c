@@ -8,21 +8,6 @@
 #include <math.h>
 #include <string.h>
 
-void vlm_ops_linear (float *y, const float *x, const float *w, const float *b,
-                     int M, int K, int N)
-{
-    if (M == 1)
-        cblas_sgemv (CblasRowMajor, CblasNoTrans, N, K, 1.0f, w, K, x, 1, 0.0f,
-                     y, 1);
-    else
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x,
-                     K, w, K, 0.0f, y, N);
-    if (b)
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-                y[(gsize) i * N + j] += b[j];
-}
-
 void vlm_ops_layernorm (float *out, const float *x, const float *w,
                         const float *b, int M, int D, float eps)
 {
@@ -130,59 +115,70 @@ static void softmax_row (float *x, int lo, int hi, int n)
         x[j] = (j >= lo && j < hi) ? x[j] * inv : 0.0f;
 }
 
-/* One query row (a decode step): plain loops, so that OpenBLAS's threads
- * are not woken for a few thousand operations per head. */
-static void attention_row (float *out, const float *q, const float *k,
-                           const float *v, int S, int n_heads, int n_kv, int d,
-                           float scale, float softcap, int lo, int hi,
-                           float *scores)
+typedef struct {
+    float *out;
+    const float *q, *k, *v;
+    int T, S, n_heads, n_kv, d;
+    float scale, softcap;
+    const int *lo, *hi;
+} AttentionJob;
+
+/* Heads [h0, h1): scores by cblas_sgemm for several query rows, plain
+ * loops for one (a decode step), softmax, then the weighted values. */
+static void attention_part (int ith, int nth, gpointer data)
 {
-    int group = n_heads / n_kv, ks = n_kv * d;
-    for (int h = 0; h < n_heads; h++) {
-        const float *qh = q + h * d;
+    const AttentionJob *j = data;
+    int T = j->T, S = j->S, d = j->d, group = j->n_heads / j->n_kv;
+    int qs = j->n_heads * d, ks = j->n_kv * d, h0, h1;
+    vlm_split (j->n_heads, ith, nth, 1, &h0, &h1);
+    if (h0 >= h1)
+        return;
+    float *scores = g_new (float, (gsize) T * S);
+    for (int h = h0; h < h1; h++) {
         int g = h / group;
-        for (int s = lo; s < hi; s++) {
-            const float *kr = k + (gsize) s * ks + g * d;
-            float acc = 0;
-            for (int i = 0; i < d; i++)
-                acc += qh[i] * kr[i];
-            scores[s] = acc * scale;
+        const float *qh = j->q + h * d, *kg = j->k + g * d, *vg = j->v + g * d;
+        float *oh = j->out + h * d;
+        if (T == 1) {
+            for (int s = j->lo[0]; s < j->hi[0]; s++) {
+                const float *kr = kg + (gsize) s * ks;
+                float acc = 0;
+                for (int i = 0; i < d; i++)
+                    acc += qh[i] * kr[i];
+                scores[s] = acc * j->scale;
+            }
+        } else {
+            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, T, S, d, j->scale, qh, qs,
+                         kg, ks, 0.0f, scores, S);
         }
-        if (softcap > 0)
-            vlm_ops_softcap (scores + lo, hi - lo, softcap);
-        softmax_row (scores, lo, hi, S);
-        float *oh = out + h * d;
-        memset (oh, 0, d * sizeof (float));
-        for (int s = lo; s < hi; s++) {
-            const float *vr = v + (gsize) s * ks + g * d;
-            for (int i = 0; i < d; i++)
-                oh[i] += scores[s] * vr[i];
+        if (j->softcap > 0 && T == 1)
+            vlm_ops_softcap (scores + j->lo[0], j->hi[0] - j->lo[0], j->softcap);
+        else if (j->softcap > 0)
+            vlm_ops_softcap (scores, (gsize) T * S, j->softcap);
+        for (int t = 0; t < T; t++)
+            softmax_row (scores + (gsize) t * S, j->lo[t], j->hi[t], S);
+        if (T == 1) {
+            memset (oh, 0, d * sizeof (float));
+            for (int s = j->lo[0]; s < j->hi[0]; s++) {
+                const float *vr = vg + (gsize) s * ks;
+                for (int i = 0; i < d; i++)
+                    oh[i] += scores[s] * vr[i];
+            }
+        } else {
+            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, S, 1.0f, scores, S,
+                         vg, ks, 0.0f, oh, qs);
         }
     }
+    g_free (scores);
 }
 
-void vlm_ops_attention (float *out, const float *q, const float *k,
-                        const float *v, int T, int S, int n_heads, int n_kv,
-                        int d, float scale, float softcap, const int *key_lo,
-                        const int *key_hi, float *scratch)
+void vlm_ops_attention (VlmThreadPool *pool, float *out, const float *q,
+                        const float *k, const float *v, int T, int S,
+                        int n_heads, int n_kv, int d, float scale,
+                        float softcap, const int *key_lo, const int *key_hi)
 {
-    if (T == 1) {
-        attention_row (out, q, k, v, S, n_heads, n_kv, d, scale, softcap,
-                       key_lo[0], key_hi[0], scratch);
-        return;
-    }
-    int group = n_heads / n_kv;
-    int qs = n_heads * d, ks = n_kv * d;
-    for (int h = 0; h < n_heads; h++) {
-        int g = h / group;
-        /* scores[T, S] = q_h . k_g^T * scale */
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, T, S, d, scale,
-                     q + h * d, qs, k + g * d, ks, 0.0f, scratch, S);
-        if (softcap > 0)
-            vlm_ops_softcap (scratch, (gsize) T * S, softcap);
-        for (int t = 0; t < T; t++)
-            softmax_row (scratch + (gsize) t * S, key_lo[t], key_hi[t], S);
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, S, 1.0f,
-                     scratch, S, v + g * d, ks, 0.0f, out + h * d, qs);
-    }
+    AttentionJob job = { out, q, k, v, T, S, n_heads, n_kv, d, scale, softcap,
+                         key_lo, key_hi };
+    /* A decode step over a short cache is not worth waking the workers. */
+    vlm_thread_pool_run ((gsize) T * S * d * n_heads >= (1 << 18) ? pool : NULL,
+                         attention_part, &job);
 }

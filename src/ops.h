@@ -7,9 +7,6 @@
 
 #include <glib.h>
 
-/* y[M, N] = x[M, K] . W[N, K]^T (+ b[N] if b). */
-void vlm_ops_linear (float *y, const float *x, const float *w, const float *b,
-                     int M, int K, int N);
 /* LayerNorm over rows of D with biased variance: out may equal x. */
 void vlm_ops_layernorm (float *out, const float *x, const float *w,
                         const float *b, int M, int D, float eps);
@@ -27,14 +24,15 @@ void vlm_ops_add (float *y, const float *x, gsize n);
 void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const int *pos,
                    float theta);
 
-/* Multi-head attention with grouped kv heads.
+/* Multi-head attention with grouped kv heads, heads split among the
+ * pool's threads.
  * q: [T, n_heads * d] (row stride n_heads * d), k, v: [S, n_kv * d].
  * Query row t sees keys [key_lo[t], key_hi[t]); scores are scaled by scale,
  * soft-capped when softcap > 0, softmaxed in float32.
- * out: [T, n_heads * d]. scratch: T * S floats. */
-void vlm_ops_attention (float *out, const float *q, const float *k,
-                        const float *v, int T, int S, int n_heads, int n_kv,
-                        int d, float scale, float softcap, const int *key_lo,
-                        const int *key_hi, float *scratch);
+ * out: [T, n_heads * d]. */
+void vlm_ops_attention (VlmThreadPool *pool, float *out, const float *q,
+                        const float *k, const float *v, int T, int S,
+                        int n_heads, int n_kv, int d, float scale,
+                        float softcap, const int *key_lo, const int *key_hi);
 
 #endif

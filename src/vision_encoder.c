@@ -36,13 +36,12 @@ void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
     float *q = g_new (float, nd), *k = g_new (float, nd), *v = g_new (float, nd);
     float *att = g_new (float, nd);
     float *mlp = g_new (float, (gsize) N * MAX (I, D));
-    float *scores = g_new (float, (gsize) N * N);
     int *lo = g_new0 (int, N), *hi = g_new (int, N);
     for (int i = 0; i < N; i++)
         hi[i] = N;
 
     im2col (pixels, c->image_size, P, patches);
-    vlm_ops_linear (h, patches, w->patch_w, w->patch_b, N, K, D);
+    vlm_matrix_mul (pool, &w->patch, patches, N, w->patch_b, h);
     vlm_ops_add (h, w->pos, nd);
     vlm_trace (trace, "vision_embeddings", h, N, D);
 
@@ -53,8 +52,8 @@ void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
         vlm_matrix_mul (pool, &L->wq, x, N, L->bq, q);
         vlm_matrix_mul (pool, &L->wk, x, N, L->bk, k);
         vlm_matrix_mul (pool, &L->wv, x, N, L->bv, v);
-        vlm_ops_attention (att, q, k, v, N, N, c->n_heads, c->n_heads,
-                           c->head_dim, scale, 0.0f, lo, hi, scores);
+        vlm_ops_attention (pool, att, q, k, v, N, N, c->n_heads, c->n_heads,
+                           c->head_dim, scale, 0.0f, lo, hi);
         vlm_matrix_mul (pool, &L->wo, att, N, L->bo, x);
         vlm_ops_add (h, x, nd);
 
@@ -77,7 +76,6 @@ void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
     g_free (v);
     g_free (att);
     g_free (mlp);
-    g_free (scores);
     g_free (lo);
     g_free (hi);
 }

@@ -272,7 +272,9 @@ VlmSession *vlm_session_new (VlmModel *model, guint n_threads, GError **error)
     s->model = vlm_model_ref (model);
     s->n_threads = n_threads ? n_threads : g_get_num_processors ();
     s->pool = vlm_thread_pool_new (s->n_threads);
-    openblas_set_num_threads (s->n_threads);
+    /* Our threads split every product; OpenBLAS's own would only compete
+     * with them (and spin between calls). */
+    openblas_set_num_threads (1);
     return s;
 }
 

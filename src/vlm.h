@@ -147,9 +147,9 @@ char *vlm_model_resolve_path (const char *path_or_repo_id, GError **error);
 float *vlm_model_preprocess (const VlmModel *model, const VlmImage *image,
                              gsize *n_values, GError **error);
 
-/* n_threads 0 = all cores. The session's threads run the matrix-vector
- * products; OpenBLAS (a process-wide setting) is given the same number for
- * the matrix-matrix products, which never run at the same time. */
+/* n_threads 0 = all cores. The session's threads split every product and
+ * call OpenBLAS single-threaded (a process-wide setting made here), so that
+ * two threading layers never compete for the cores. */
 VlmSession *vlm_session_new (VlmModel *model, guint n_threads, GError **error);
 void vlm_session_free (VlmSession *session);
 /* Any thread: the running or next describe call stops before its next token. */

@@ -264,6 +264,7 @@ static gboolean bind_vision (VlmModel *m, const Names *n, GError **error)
     /* MLX conversions store the patch conv OHWI [D, P, P, 3] (spec §2). */
     g_autofree char *conv = g_strdup_printf ("%sembeddings.patch_embedding.weight", p);
     const VlmTensorInfo *ci = vlm_weights_info (ws, conv);
+    const float *patch;
     if (ci && ci->ndim == 4 && ci->shape[3] == 3 && ci->shape[1] != 3) {
         const float *ohwi;
         W (ohwi, CONV_OHWI, "%s", conv);
@@ -273,10 +274,12 @@ static gboolean bind_vision (VlmModel *m, const Names *n, GError **error)
                 for (gint64 x = 0; x < P; x++)
                     for (gint64 c = 0; c < 3; c++)
                         oihw[((o * 3 + c) * P + y) * P + x] = ohwi[((o * P + y) * P + x) * 3 + c];
-        v->patch_w = oihw;
+        patch = oihw;
     } else {
-        W (v->patch_w, CONV, "%s", conv);
+        W (patch, CONV, "%s", conv);
     }
+    v->patch = (VlmMatrix) { .type = VLM_MAT_F32, .rows = D, .cols = 3 * P * P,
+                             .data = patch, .row_bytes = 3 * P * P * sizeof (float) };
     W (v->patch_b, D, "%sembeddings.patch_embedding.bias", p);
     W (v->pos, POS, "%sembeddings.position_embedding.weight", p);
     v->layers = g_new0 (VlmVisionLayer, c->n_layers);
