@@ -107,6 +107,7 @@ GST_DEBUG_CATEGORY_STATIC (vlm_engine_debug);
 #define DEFAULT_LEAKY GST_VLM_DESCRIBE_LEAKY_DOWNSTREAM
 #define DEFAULT_EMIT_PARTIAL FALSE
 #define DEFAULT_DRAIN_TIMEOUT GST_CLOCK_TIME_NONE
+#define DEFAULT_WEIGHTS GST_VLM_DESCRIBE_WEIGHTS_AS_STORED
 
 #define GST_VLM_DESCRIBE_LOCK(self) g_mutex_lock (&(self)->lock)
 #define GST_VLM_DESCRIBE_UNLOCK(self) g_mutex_unlock (&(self)->lock)
@@ -124,6 +125,7 @@ enum
   PROP_TOP_P,
   PROP_SEED,
   PROP_THREADS,
+  PROP_WEIGHTS,
   PROP_INTERVAL,
   PROP_SCENE_THRESHOLD,
   PROP_MAX_PENDING,
@@ -199,6 +201,7 @@ struct _GstVlmDescribe
   gfloat top_p;
   guint64 seed;
   guint threads;
+  GstVlmDescribeWeights weights;
   GstClockTime interval;
   gdouble scene_threshold;
   guint max_pending;
@@ -210,6 +213,7 @@ struct _GstVlmDescribe
    * thread and the worker: set in change_state, stable while they run */
   VlmModel *model;
   gchar *model_loaded_location;
+  GstVlmDescribeWeights model_loaded_weights;
 
   /* streaming thread (sink pad stream lock) */
   GstSegment segment;
@@ -296,6 +300,26 @@ gst_vlm_describe_element_init_once (void)
 GST_ELEMENT_REGISTER_DEFINE_WITH_CODE (vlmdescribe, "vlmdescribe",
     GST_RANK_NONE, GST_TYPE_VLM_DESCRIBE,
     gst_vlm_describe_element_init_once ());
+
+GType
+gst_vlm_describe_weights_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_VLM_DESCRIBE_WEIGHTS_AS_STORED,
+        "As the checkpoint stores them (F32, BF16, F16 or MLX-quantized)",
+        "as-stored"},
+    {GST_VLM_DESCRIBE_WEIGHTS_Q8, "Quantized to 8 bits at load", "q8"},
+    {GST_VLM_DESCRIBE_WEIGHTS_Q4, "Quantized to 4 bits at load", "q4"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstVlmDescribeWeights", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
 
 GType
 gst_vlm_describe_leaky_get_type (void)
@@ -446,6 +470,22 @@ gst_vlm_describe_class_init (GstVlmDescribeClass * klass)
       g_param_spec_uint ("threads", "Threads",
           "Threads the engine computes with (0 = all cores)", 0, 1024,
           DEFAULT_THREADS,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+
+  /**
+   * GstVlmDescribe:weights:
+   *
+   * How the weight matrices are kept in memory: as stored, or quantized at
+   * load to 8 or 4 bits (less memory, faster decoding, small changes in
+   * the captions). Elements sharing a checkpoint share it per format.
+   *
+   * Since: 0.1
+   */
+  g_object_class_install_property (gobject_class, PROP_WEIGHTS,
+      g_param_spec_enum ("weights", "Weights",
+          "How the weight matrices are kept in memory",
+          GST_TYPE_VLM_DESCRIBE_WEIGHTS, DEFAULT_WEIGHTS,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
 
@@ -614,6 +654,7 @@ gst_vlm_describe_class_init (GstVlmDescribeClass * klass)
       GST_DEBUG_FUNCPTR (gst_vlm_describe_change_state);
 
   gst_type_mark_as_plugin_api (GST_TYPE_VLM_DESCRIBE_LEAKY, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_VLM_DESCRIBE_WEIGHTS, 0);
 }
 
 static void
@@ -660,6 +701,7 @@ gst_vlm_describe_init (GstVlmDescribe * self)
   self->top_p = DEFAULT_TOP_P;
   self->seed = DEFAULT_SEED;
   self->threads = DEFAULT_THREADS;
+  self->weights = DEFAULT_WEIGHTS;
   self->interval = DEFAULT_INTERVAL;
   self->scene_threshold = DEFAULT_SCENE_THRESHOLD;
   self->max_pending = DEFAULT_MAX_PENDING;
@@ -732,6 +774,9 @@ gst_vlm_describe_set_property (GObject * object, guint prop_id,
       break;
     case PROP_THREADS:
       self->threads = g_value_get_uint (value);
+      break;
+    case PROP_WEIGHTS:
+      self->weights = g_value_get_enum (value);
       break;
     case PROP_INTERVAL:
       self->interval = g_value_get_uint64 (value);
@@ -838,6 +883,9 @@ gst_vlm_describe_get_property (GObject * object, guint prop_id,
       break;
     case PROP_THREADS:
       g_value_set_uint (value, self->threads);
+      break;
+    case PROP_WEIGHTS:
+      g_value_set_enum (value, self->weights);
       break;
     case PROP_INTERVAL:
       g_value_set_uint64 (value, self->interval);
@@ -1591,10 +1639,13 @@ gst_vlm_describe_load_model (GstVlmDescribe * self)
   g_autoptr (GError) error = NULL;
   gchar *location;
   VlmModel *model, *old;
+  GstVlmDescribeWeights weights;
 
   GST_OBJECT_LOCK (self);
   location = g_strdup (self->model_location);
-  if (self->model && g_strcmp0 (location, self->model_loaded_location) == 0) {
+  weights = self->weights;
+  if (self->model && g_strcmp0 (location, self->model_loaded_location) == 0
+      && weights == self->model_loaded_weights) {
     GST_OBJECT_UNLOCK (self);
     g_free (location);
     return TRUE;
@@ -1607,7 +1658,8 @@ gst_vlm_describe_load_model (GstVlmDescribe * self)
     return FALSE;
   }
 
-  model = gst_vlm_model_cache_acquire (location, &error);
+  model = gst_vlm_model_cache_acquire (location, (VlmWeightFormat) weights,
+      &error);
   if (!model) {
     if (g_error_matches (error, VLM_ERROR, VLM_ERROR_NOT_FOUND))
       GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
@@ -1626,6 +1678,7 @@ gst_vlm_describe_load_model (GstVlmDescribe * self)
   self->model = model;
   g_free (self->model_loaded_location);
   self->model_loaded_location = location;
+  self->model_loaded_weights = weights;
   GST_OBJECT_UNLOCK (self);
   if (old)
     gst_vlm_model_cache_release (old);

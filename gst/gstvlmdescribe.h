@@ -17,6 +17,8 @@
 
 #include <gst/gst.h>
 
+#include "vlm.h"
+
 G_BEGIN_DECLS
 
 /**
@@ -38,6 +40,26 @@ typedef enum
 
 #define GST_TYPE_VLM_DESCRIBE_LEAKY (gst_vlm_describe_leaky_get_type ())
 GType gst_vlm_describe_leaky_get_type (void);
+
+/**
+ * GstVlmDescribeWeights:
+ * @GST_VLM_DESCRIBE_WEIGHTS_AS_STORED: as the checkpoint stores them
+ * @GST_VLM_DESCRIBE_WEIGHTS_Q8: quantized to 8 bits at load
+ * @GST_VLM_DESCRIBE_WEIGHTS_Q4: quantized to 4 bits at load
+ *
+ * How the model's weight matrices are kept in memory.
+ *
+ * Since: 0.1
+ */
+typedef enum
+{
+  GST_VLM_DESCRIBE_WEIGHTS_AS_STORED = VLM_WEIGHTS_AS_STORED,
+  GST_VLM_DESCRIBE_WEIGHTS_Q8 = VLM_WEIGHTS_Q8,
+  GST_VLM_DESCRIBE_WEIGHTS_Q4 = VLM_WEIGHTS_Q4,
+} GstVlmDescribeWeights;
+
+#define GST_TYPE_VLM_DESCRIBE_WEIGHTS (gst_vlm_describe_weights_get_type ())
+GType gst_vlm_describe_weights_get_type (void);
 
 #define GST_TYPE_VLM_DESCRIBE (gst_vlm_describe_get_type ())
 G_DECLARE_FINAL_TYPE (GstVlmDescribe, gst_vlm_describe, GST, VLM_DESCRIBE,

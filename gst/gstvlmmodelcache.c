@@ -26,7 +26,7 @@ typedef struct
 } CacheEntry;
 
 static GMutex cache_lock;
-static GHashTable *cache;       /* canonical path -> CacheEntry, cache_lock */
+static GHashTable *cache;       /* "format:canonical path" -> CacheEntry, cache_lock */
 
 static void
 cache_entry_free (gpointer data)
@@ -40,39 +40,44 @@ cache_entry_free (gpointer data)
 /**
  * gst_vlm_model_cache_acquire:
  * @path_or_repo_id: a checkpoint directory or a Hugging Face repo id
+ * @format: how the weights are kept in memory
  *
  * Loads the model, or shares the one already loaded from the same canonical
- * directory. Loads are serialised: eight elements starting at once with one
- * checkpoint load it once.
+ * directory in the same weight format. Loads are serialised: eight elements
+ * starting at once with one checkpoint load it once.
  *
  * Returns: (transfer full): a model reference to give back with
  *     gst_vlm_model_cache_release(), or %NULL with @error set.
  */
 VlmModel *
-gst_vlm_model_cache_acquire (const gchar * path_or_repo_id, GError ** error)
+gst_vlm_model_cache_acquire (const gchar * path_or_repo_id,
+    VlmWeightFormat format, GError ** error)
 {
   g_autofree gchar *canonical = NULL;
+  g_autofree gchar *key = NULL;
   CacheEntry *entry;
   VlmModel *model = NULL;
 
   canonical = vlm_model_resolve_path (path_or_repo_id, error);
   if (!canonical)
     return NULL;
+  key = g_strdup_printf ("%s:%s", vlm_weight_format_to_string (format),
+      canonical);
 
   g_mutex_lock (&cache_lock);
   if (!cache)
     cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
         cache_entry_free);
 
-  entry = g_hash_table_lookup (cache, canonical);
+  entry = g_hash_table_lookup (cache, key);
   if (!entry) {
-    VlmModel *loaded = vlm_model_load (canonical, error);
+    VlmModel *loaded = vlm_model_load_with_format (canonical, format, error);
 
     if (!loaded)
       goto out;
     entry = g_new0 (CacheEntry, 1);
     entry->model = loaded;
-    g_hash_table_insert (cache, g_steal_pointer (&canonical), entry);
+    g_hash_table_insert (cache, g_steal_pointer (&key), entry);
   }
   entry->n_users++;
   model = vlm_model_ref (entry->model);

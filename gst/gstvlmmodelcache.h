@@ -21,7 +21,7 @@
 G_BEGIN_DECLS
 
 VlmModel *gst_vlm_model_cache_acquire (const gchar * path_or_repo_id,
-    GError ** error);
+    VlmWeightFormat format, GError ** error);
 
 void gst_vlm_model_cache_release (VlmModel * model);
 

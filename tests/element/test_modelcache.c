@@ -13,19 +13,26 @@ test_shared (void)
   g_autoptr (GError) error = NULL;
   VlmModel *a, *b, *c;
 
-  a = gst_vlm_model_cache_acquire (MODEL_DIR, &error);
+  a = gst_vlm_model_cache_acquire (MODEL_DIR, VLM_WEIGHTS_AS_STORED, &error);
   g_assert_no_error (error);
   /* another spelling of the same directory */
   b = gst_vlm_model_cache_acquire (VLM_TEST_DATA_DIR
-      "/paligemma-tiny/../paligemma-tiny/pg-f32/", &error);
+      "/paligemma-tiny/../paligemma-tiny/pg-f32/", VLM_WEIGHTS_AS_STORED, &error);
   g_assert_no_error (error);
   g_assert_true (a == b);
 
   /* a different checkpoint is a different model */
   c = gst_vlm_model_cache_acquire (VLM_TEST_DATA_DIR
-      "/paligemma-tiny/pg-bf16", &error);
+      "/paligemma-tiny/pg-bf16", VLM_WEIGHTS_AS_STORED, &error);
   g_assert_no_error (error);
   g_assert_true (c != a);
+
+  /* the same checkpoint quantized at load is another model too */
+  VlmModel *d = gst_vlm_model_cache_acquire (MODEL_DIR, VLM_WEIGHTS_Q8, &error);
+  g_assert_no_error (error);
+  g_assert_true (d != a);
+  g_assert_cmpstr (vlm_model_get_info (d)->dtype, ==, "Q8");
+  gst_vlm_model_cache_release (d);
 
   gst_vlm_model_cache_release (a);
   gst_vlm_model_cache_release (b);
@@ -36,7 +43,8 @@ static void
 test_missing (void)
 {
   g_autoptr (GError) error = NULL;
-  VlmModel *m = gst_vlm_model_cache_acquire ("/nonexistent/model", &error);
+  VlmModel *m = gst_vlm_model_cache_acquire ("/nonexistent/model",
+      VLM_WEIGHTS_AS_STORED, &error);
 
   g_assert_null (m);
   g_assert_error (error, VLM_ERROR, VLM_ERROR_NOT_FOUND);
@@ -45,7 +53,7 @@ test_missing (void)
 static gpointer
 acquire_thread (gpointer data)
 {
-  return gst_vlm_model_cache_acquire (MODEL_DIR, NULL);
+  return gst_vlm_model_cache_acquire (MODEL_DIR, VLM_WEIGHTS_AS_STORED, NULL);
 }
 
 /* Eight elements starting at once share one load. */
