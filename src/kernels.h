@@ -44,6 +44,21 @@ static inline float vlm_gelu_inner (float v)
     return 0.7978845608028654f * (v + 0.044715f * v * v * v);
 }
 void vlm_gelu_generic (float *x, const float *mul, gsize n);
+
+/* x for integer dot products with Q8/Q4 codes: in subgroups of 32, x ~
+ * dx (xh + xl / residual) with int8 xh, xl in [-range, range] (xl the
+ * rounding residual of xh: about 16 bits of precision for 127/256).
+ * Q4 subgroups come as their 16 even elements, then their 16 odd ones,
+ * the order a row's nibbles unpack to. */
+typedef struct {
+    int nsub;
+    gint8 *xh, *xl;  /* [nsub * 32] */
+    float *dx;       /* [nsub * 8]: each subgroup's step, 8 times */
+} VlmIntX;
+
+/* NULL (use float kernels) unless the groups are 32 or 64 wide. */
+VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
+                        float residual);
 guint16 vlm_f32_to_f16 (float f);
 
 #endif

@@ -116,7 +116,7 @@ static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
                                       _mm256_loadu_ps (xk + j + 8), d1);
             }
             acc = _mm256_fmadd_ps (_mm256_add_ps (d0, d1),
-                                   _mm256_set1_ps (vlm_f16_to_f32 (s[k])), acc);
+                                   _mm256_set1_ps (_cvtsh_ss (s[k])), acc);
         }
         y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }
@@ -152,7 +152,7 @@ static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
                 d1 = _mm256_fmadd_ps (u8x8 (_mm_srli_si128 (hi, 8)), _mm256_loadu_ps (xk + j + 24), d1);
             }
             acc = _mm256_fmadd_ps (_mm256_add_ps (d0, d1),
-                                   _mm256_set1_ps (vlm_f16_to_f32 (s[k])), acc);
+                                   _mm256_set1_ps (_cvtsh_ss (s[k])), acc);
         }
         y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }
@@ -178,8 +178,90 @@ static void gelu (float *x, const float *mul, gsize n)
     vlm_gelu_generic (x + i, mul ? mul + i : NULL, n - i);
 }
 
+/* ---- integer dot products for Q8/Q4 ----
+ * vpmaddubsw multiplies unsigned bytes with signed ones in pairs, summed
+ * into int16 with saturation. x comes in two int8 parts (vlm_int_x_new: 16
+ * bits of precision). Q4 codes (<= 15) go in as they are; Q8 codes are
+ * recentred, q - 128, and multiplied through the sign trick (|q - 128| with
+ * x's signs flipped where q < 128) so that no pair can saturate; the 128 q
+ * part moves into the offset term. */
+static gpointer prepare_int (const VlmMatrix *w, const float *x)
+{
+    return vlm_int_x_new (w, x, 127, 256.0f);
+}
+
+static inline __m256i madd_pairs (__m256i u, const gint8 *x)
+{
+    return _mm256_madd_epi16 (_mm256_maddubs_epi16 (u, _mm256_loadu_si256 ((const __m256i *) x)),
+                              _mm256_set1_epi16 (1));
+}
+
+static inline __m256 combine (__m256i h, __m256i l)
+{
+    return _mm256_fmadd_ps (_mm256_cvtepi32_ps (l), _mm256_set1_ps (1.0f / 256.0f),
+                            _mm256_cvtepi32_ps (h));
+}
+
+/* sum over 32 codes of q x */
+static inline __m256 dot_q4 (const guint8 *row, int sb, const gint8 *xh, const gint8 *xl)
+{
+    const __m128i low = _mm_set1_epi8 (15);
+    __m128i v = _mm_loadu_si128 ((const __m128i *) (row + (gsize) sb * 16));
+    __m256i c = _mm256_set_m128i (_mm_and_si128 (_mm_srli_epi16 (v, 4), low), _mm_and_si128 (v, low));
+    return combine (madd_pairs (c, xh), madd_pairs (c, xl));
+}
+
+/* sum over 32 codes of (q - 128) x */
+static inline __m256 dot_q8 (const guint8 *row, int sb, const gint8 *xh, const gint8 *xl)
+{
+    __m256i c = _mm256_xor_si256 (_mm256_loadu_si256 ((const __m256i *) (row + (gsize) sb * 32)),
+                                  _mm256_set1_epi8 ((char) 0x80));
+    __m256i u = _mm256_abs_epi8 (c);
+    __m256i sh = _mm256_sign_epi8 (_mm256_loadu_si256 ((const __m256i *) xh), c);
+    __m256i sl = _mm256_sign_epi8 (_mm256_loadu_si256 ((const __m256i *) xl), c);
+    const __m256i ones = _mm256_set1_epi16 (1);
+    return combine (_mm256_madd_epi16 (_mm256_maddubs_epi16 (u, sh), ones),
+                    _mm256_madd_epi16 (_mm256_maddubs_epi16 (u, sl), ones));
+}
+
+/* sum_k (b_k + centre s_k) xg_k */
+static inline float offset_centred (const guint16 *b, const guint16 *s, float centre,
+                                    const float *xg, int n)
+{
+    float t = offset_term (b, xg, n);
+    return centre ? t + centre * offset_term (s, xg, n) : t;
+}
+
+#define INT_ROWS(NAME, DOT, CENTRE, FALLBACK)                                   \
+    static void NAME (const VlmMatrix *w, const float *x, const float *xg,     \
+                      const void *prep, float *y, int r0, int r1)               \
+    {                                                                           \
+        const VlmIntX *p = prep;                                                \
+        if (!p) {                                                               \
+            FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
+            return;                                                             \
+        }                                                                       \
+        int per_group = w->group / 32;                                          \
+        for (int r = r0; r < r1; r++) {                                         \
+            const guint8 *row = ROW (w, r);                                     \
+            const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
+            __m256 acc = _mm256_setzero_ps ();                                  \
+            for (int sb = 0; sb < p->nsub; sb++) {                              \
+                __m256 f = DOT (row, sb, p->xh + (gsize) sb * 32, p->xl + (gsize) sb * 32); \
+                float scale = _cvtsh_ss (s[sb / per_group]) * p->dx[(gsize) sb * 8];    \
+                acc = _mm256_fmadd_ps (f, _mm256_set1_ps (scale), acc);         \
+            }                                                                   \
+            y[r] = hsum (acc) + offset_centred (w->biases + (gsize) r * w->n_groups, s, \
+                                                CENTRE, xg, w->n_groups);       \
+        }                                                                       \
+    }
+
+INT_ROWS (rows_q8_int, dot_q8, 128.0f, rows_q8)
+INT_ROWS (rows_q4_int, dot_q4, 0.0f, rows_q4)
+
 const VlmKernels vlm_kernels_avx2 = {
     .name = "avx2",
-    .rows = { rows_f32, rows_bf16, rows_f16, rows_q8, rows_q4 },
+    .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_int, rows_q4_int },
+    .prepare = { NULL, NULL, NULL, prepare_int, prepare_int },
     .gelu = gelu,
 };

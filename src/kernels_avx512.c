@@ -5,7 +5,6 @@
 #include "kernels.h"
 
 #include <immintrin.h>
-#include <math.h>
 
 #define ROW(w, r) ((const guint8 *) (w)->data + (gsize) (r) * (w)->row_bytes)
 
@@ -216,50 +215,17 @@ const VlmKernels vlm_kernels_avx512 = {
 };
 
 /* ---- AVX-512 VNNI: integer dot products for Q8/Q4 ----
- * x is quantized once per product to int8 in subgroups of 32, twice: a
- * coarse part xh and the residual xl (x ~ dx (xh + xl / 256), 16 bits of
- * precision, so results stay within float32-like error of the exact path).
- * vpdpbusd multiplies the unsigned codes with them, 64 at a time. Groups of
- * 32 and 64 (our quantizer's, and MLX's default); others use the float
- * kernels above. */
+ * x is quantized once per product to two int8 parts (vlm_int_x_new: 16
+ * bits of precision, so results stay within float32-like error of the
+ * exact path); vpdpbusd multiplies the unsigned codes with them, 64 at a
+ * time. Groups of 32 and 64 (our quantizer's, and MLX's default); others
+ * use the float kernels above. */
 
 #define VNNI __attribute__ ((target ("avx512vnni")))
 
-typedef struct {
-    int nsub;
-    gint8 *xh, *xl; /* [nsub * 32], Q4: each 32 as [even elements, odd elements] */
-    float *dx;      /* [nsub * 8]: each subgroup's step, 8 times */
-} VnniX;
-
 static gpointer prepare_vnni (const VlmMatrix *w, const float *x)
 {
-    if (w->group != 32 && w->group != 64)
-        return NULL;
-    int nsub = w->n_groups * w->group / 32;
-    VnniX *p = g_malloc (sizeof (VnniX) + (gsize) nsub * (64 + 32) + 64);
-    p->nsub = nsub;
-    p->dx = (float *) (p + 1);
-    p->xh = (gint8 *) (p->dx + (gsize) nsub * 8);
-    p->xl = p->xh + (gsize) nsub * 32;
-    for (int s = 0; s < nsub; s++) {
-        float v[32], m = 0;
-        for (int i = 0; i < 32; i++) {
-            /* Q4 codes of a subgroup come as 16 even then 16 odd ones. */
-            int src = w->type == VLM_MAT_Q4 ? (i < 16 ? 2 * i : 2 * (i - 16) + 1) : i;
-            v[i] = x[s * 32 + src];
-            m = MAX (m, fabsf (v[i]));
-        }
-        float dx = m > 0 ? m / 127.0f : 1.0f;
-        for (int i = 0; i < 32; i++) {
-            float t = v[i] / dx;
-            float h = rintf (t);
-            p->xh[s * 32 + i] = (gint8) h;
-            p->xl[s * 32 + i] = (gint8) CLAMP (rintf ((t - h) * 256.0f), -127.0f, 127.0f);
-        }
-        for (int i = 0; i < 8; i++)
-            p->dx[s * 8 + i] = dx;
-    }
-    return p;
+    return vlm_int_x_new (w, x, 127, 256.0f);
 }
 
 /* 64 codes (two subgroups) as bytes in the order the prepared x has. */
@@ -296,7 +262,7 @@ static inline __m256i codes_q4_one (const guint8 *row, int sb)
     VNNI static void NAME (const VlmMatrix *w, const float *x, const float *xg, \
                            const void *prep, float *y, int r0, int r1)          \
     {                                                                           \
-        const VnniX *p = prep;                                                  \
+        const VlmIntX *p = prep;                                                  \
         if (!p) {                                                               \
             FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
             return;                                                             \

@@ -128,6 +128,36 @@ void vlm_gelu_generic (float *x, const float *mul, gsize n)
     }
 }
 
+VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
+                        float residual)
+{
+    if (w->group != 32 && w->group != 64)
+        return NULL;
+    int nsub = w->n_groups * w->group / 32;
+    VlmIntX *p = g_malloc (sizeof (VlmIntX) + (gsize) nsub * (64 + 32) + 64);
+    p->nsub = nsub;
+    p->dx = (float *) (p + 1);
+    p->xh = (gint8 *) (p->dx + (gsize) nsub * 8);
+    p->xl = p->xh + (gsize) nsub * 32;
+    for (int s = 0; s < nsub; s++) {
+        float v[32], m = 0;
+        for (int i = 0; i < 32; i++) {
+            int src = w->type == VLM_MAT_Q4 ? (i < 16 ? 2 * i : 2 * (i - 16) + 1) : i;
+            v[i] = x[s * 32 + src];
+            m = MAX (m, fabsf (v[i]));
+        }
+        float dx = m > 0 ? m / range : 1.0f;
+        for (int i = 0; i < 32; i++) {
+            float t = v[i] / dx, h = rintf (t);
+            p->xh[s * 32 + i] = (gint8) h;
+            p->xl[s * 32 + i] = (gint8) CLAMP (rintf ((t - h) * residual), -range, range);
+        }
+        for (int i = 0; i < 8; i++)
+            p->dx[s * 8 + i] = dx;
+    }
+    return p;
+}
+
 const VlmKernels vlm_kernels_generic = {
     .name = "generic",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_quant, rows_quant },
