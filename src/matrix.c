@@ -100,7 +100,8 @@ static void gemv (VlmThreadPool *pool, const VlmMatrix *w, const float *x, float
     }
     if (k->prepare[w->type])
         job.prep = prep = k->prepare[w->type] (w, job.x);
-    vlm_thread_pool_run (pool, gemv_part, &job);
+    /* Waking the workers costs more than a small matrix. */
+    vlm_thread_pool_run ((gsize) w->rows * w->cols >= (1 << 16) ? pool : NULL, gemv_part, &job);
     g_free (xpad);
     g_free (xg);
     g_free (prep);
@@ -150,7 +151,8 @@ void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
         gemv (pool, w, x, y);
     } else {
         GemmJob job = { w, x, M, y };
-        vlm_thread_pool_run (pool, gemm_part, &job);
+        vlm_thread_pool_run ((gsize) w->rows * w->cols * M >= (1 << 18) ? pool : NULL,
+                             gemm_part, &job);
     }
     if (b)
         for (int i = 0; i < M; i++)

@@ -2,13 +2,21 @@
  * runs. Nothing here depends on the machine the library was built on. */
 #include "kernels.h"
 
+#include <cpuid.h>
 #include <string.h>
+
+/* CPUID leaf 1, ECX bit 29: clang's __builtin_cpu_supports has no "f16c". */
+static gboolean has_f16c (void)
+{
+    unsigned int a, b, c, d;
+    return __get_cpuid (1, &a, &b, &c, &d) && (c & bit_F16C);
+}
 
 static const VlmKernels *choose (void)
 {
     __builtin_cpu_init ();
     gboolean avx2 = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma") &&
-                    __builtin_cpu_supports ("f16c");
+                    has_f16c ();
     gboolean avx512 = avx2 && __builtin_cpu_supports ("avx512f") &&
                       __builtin_cpu_supports ("avx512bw") && __builtin_cpu_supports ("avx512vl");
     gboolean vnni = avx512 && __builtin_cpu_supports ("avx512vnni");

@@ -71,9 +71,10 @@ extern "C" char *vlm_tokenizer_decode (const VlmTokenizer *tok, const guint32 *i
                                        guint n_ids)
 {
     std::vector<int> keep;
-    int n = tok->sp.GetPieceSize ();
+    guint32 n = tok->sp.GetPieceSize ();
+    /* Compared unsigned: an id of 2^31 or more is no negative index. */
     for (guint i = 0; i < n_ids; i++)
-        if ((int) ids[i] < n && !tok->sp.IsControl (ids[i]))
+        if (ids[i] < n && !tok->sp.IsControl (ids[i]))
             keep.push_back (ids[i]);
     std::string text;
     tok->sp.Decode (keep, &text).IgnoreError ();
@@ -82,7 +83,7 @@ extern "C" char *vlm_tokenizer_decode (const VlmTokenizer *tok, const guint32 *i
 
 extern "C" int vlm_tokenizer_byte_value (const VlmTokenizer *tok, guint32 id)
 {
-    if ((int) id >= tok->sp.GetPieceSize () || !tok->sp.IsByte (id))
+    if (id >= (guint32) tok->sp.GetPieceSize () || !tok->sp.IsByte (id))
         return -1;
     const std::string &piece = tok->sp.IdToPiece (id); // "<0xAB>"
     if (piece.size () != 6)

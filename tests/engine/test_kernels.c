@@ -159,7 +159,7 @@ static void test_quantize_roundtrip (void)
 static void test_gemm_matches_gemv (void)
 {
     VlmThreadPool *pool = vlm_thread_pool_new (2);
-    int M = 5, rows = 150, cols = 96;
+    int M = 5, rows = 300, cols = 1024; /* big enough to be split among threads */
     float *w = g_new (float, rows * cols), *x = g_new (float, M * cols),
           *b = g_new (float, rows), *y = g_new (float, M * rows), *y1 = g_new (float, rows);
     for (int i = 0; i < rows * cols; i++)
