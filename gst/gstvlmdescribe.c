@@ -192,6 +192,10 @@ struct _GstVlmDescribe
   GstPad *srcpad;
   GstPad *text_srcpad;
 
+  /* the last seek sent upstream and its result, GST_OBJECT_LOCK */
+  guint32 seek_seqnum;
+  gboolean seek_result;
+
   /* properties, GST_OBJECT_LOCK */
   gchar *model_location;
   gchar *prompt;
@@ -239,10 +243,15 @@ struct _GstVlmDescribe
   gboolean flushing;
   gint epoch;                   /* + atomic reads: bumped at each flush */
   guint64 next_request_id;
+  /* Every request is counted in frames_sampled in the same locked section
+   * that queues it or disposes of it, and leaves the queues in the section
+   * that counts its fate, so that at every moment frames_sampled =
+   * captions + dropped + cancelled + errors + pending + ready. */
   guint64 frames_seen;
   guint64 frames_sampled;
-  guint64 captions;
-  guint64 dropped;
+  guint64 captions;             /* delivered (message, signal, text) */
+  guint64 dropped;              /* by the leaky policy or drain-timeout */
+  guint64 cancelled;            /* discarded by a flush or a stop */
   guint64 errors;
   gdouble latency_sum_ms;
   gdouble latency_max_ms;
@@ -259,7 +268,7 @@ static GstFlowReturn gst_vlm_describe_sink_chain (GstPad * pad,
     GstObject * parent, GstBuffer * buffer);
 static gboolean gst_vlm_describe_sink_event (GstPad * pad, GstObject * parent,
     GstEvent * event);
-static gboolean gst_vlm_describe_text_src_event (GstPad * pad,
+static gboolean gst_vlm_describe_src_event (GstPad * pad,
     GstObject * parent, GstEvent * event);
 static gboolean gst_vlm_describe_text_src_activate_mode (GstPad * pad,
     GstObject * parent, GstPadMode mode, gboolean active);
@@ -596,15 +605,22 @@ gst_vlm_describe_class_init (GstVlmDescribeClass * klass)
    * GstVlmDescribe:stats:
    *
    * Counters since the last start, as a vlm-stats structure: frames-seen,
-   * frames-sampled, captions, dropped, errors (guint64), pending (guint:
-   * requests waiting or being described now), mean-latency-ms,
-   * max-latency-ms (gdouble).
+   * frames-sampled (frames handed to the model: sampled ones, and one per
+   * answered #GstVlmDescribe::describe request), captions (delivered),
+   * dropped (by #GstVlmDescribe:leaky or #GstVlmDescribe:drain-timeout),
+   * cancelled (discarded by a flush or a stop, never delivered), errors
+   * (guint64), pending (guint: waiting for the worker or being described),
+   * ready (guint: described, waiting for the next video buffer),
+   * mean-latency-ms, max-latency-ms (gdouble). At every moment
+   * frames-sampled = captions + dropped + cancelled + errors + pending +
+   * ready.
    *
    * Since: 0.1
    */
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_boxed ("stats", "Statistics",
-          "Frames seen and sampled, captions, drops, errors, latency",
+          "Frames seen and sampled, captions, drops, cancellations, errors, "
+          "latency",
           GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   /**
@@ -673,6 +689,8 @@ gst_vlm_describe_init (GstVlmDescribe * self)
   gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
 
   self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
+  gst_pad_set_event_function (self->srcpad,
+      GST_DEBUG_FUNCPTR (gst_vlm_describe_src_event));
   gst_pad_set_iterate_internal_links_function (self->srcpad,
       GST_DEBUG_FUNCPTR (gst_vlm_describe_iterate_internal_links));
   GST_PAD_SET_PROXY_CAPS (self->srcpad);
@@ -682,7 +700,7 @@ gst_vlm_describe_init (GstVlmDescribe * self)
   self->text_srcpad = gst_pad_new_from_static_template (&text_src_template,
       "text_src");
   gst_pad_set_event_function (self->text_srcpad,
-      GST_DEBUG_FUNCPTR (gst_vlm_describe_text_src_event));
+      GST_DEBUG_FUNCPTR (gst_vlm_describe_src_event));
   gst_pad_set_activatemode_function (self->text_srcpad,
       GST_DEBUG_FUNCPTR (gst_vlm_describe_text_src_activate_mode));
   gst_pad_set_iterate_internal_links_function (self->text_srcpad,
@@ -837,9 +855,11 @@ gst_vlm_describe_stats_new (GstVlmDescribe * self)
       "frames-sampled", G_TYPE_UINT64, self->frames_sampled,
       "captions", G_TYPE_UINT64, self->captions,
       "dropped", G_TYPE_UINT64, self->dropped,
+      "cancelled", G_TYPE_UINT64, self->cancelled,
       "errors", G_TYPE_UINT64, self->errors,
       "pending", G_TYPE_UINT, g_queue_get_length (&self->requests) +
       (self->busy ? 1 : 0),
+      "ready", G_TYPE_UINT, g_queue_get_length (&self->ready),
       "mean-latency-ms", G_TYPE_DOUBLE, self->captions ?
       self->latency_sum_ms / self->captions : 0.0,
       "max-latency-ms", G_TYPE_DOUBLE, self->latency_max_ms, NULL);
@@ -968,7 +988,7 @@ gst_vlm_describe_worker_loop (gpointer user_data)
   GstVlmTokenContext ctx = { self, NULL, FALSE };
   GstVlmRequest *request;
   VlmSession *session;
-  gboolean current, failed;
+  gboolean failed = FALSE;
 
   GST_VLM_DESCRIBE_LOCK (self);
   while (!self->flushing && g_queue_is_empty (&self->requests))
@@ -990,29 +1010,36 @@ gst_vlm_describe_worker_loop (gpointer user_data)
   GST_OBJECT_UNLOCK (self);
   ctx.request = request;
 
-  GST_DEBUG_OBJECT (self, "describing frame %" G_GUINT64_FORMAT,
-      request->frame.frame_number);
+  GST_DEBUG_OBJECT (self, "describing frame %" G_GUINT64_FORMAT " (request %"
+      G_GUINT64_FORMAT ", prompt '%s')", request->frame.frame_number,
+      request->request_id, request->prompt ? request->prompt :
+      vlm_model_get_info (self->model)->default_prompt);
   gst_vlm_request_describe (request, session, gst_vlm_describe_on_token,
       &ctx);
 
   GST_VLM_DESCRIBE_LOCK (self);
   self->busy = FALSE;
-  current = request->epoch == (guint) self->epoch && !self->flushing;
-  failed = current && !request->result
-      && !g_error_matches (request->error, VLM_ERROR, VLM_ERROR_CANCELLED);
-  if (failed)
-    self->errors++;
-  if (current && request->result) {
+  if (request->epoch != (guint) self->epoch || self->flushing
+      || g_error_matches (request->error, VLM_ERROR, VLM_ERROR_CANCELLED)) {
+    /* flushed while described: never delivered late */
+    GST_DEBUG_OBJECT (self, "caption of frame %" G_GUINT64_FORMAT
+        " cancelled", request->frame.frame_number);
+    self->cancelled++;
+  } else if (request->result) {
     g_queue_push_tail (&self->ready, request);
     request = NULL;
+  } else {
+    self->errors++;
+    failed = TRUE;
   }
   GST_VLM_DESCRIBE_SIGNAL (self);
   GST_VLM_DESCRIBE_UNLOCK (self);
 
   if (failed)
     GST_ELEMENT_WARNING (self, STREAM, FAILED,
-        ("Could not describe frame %" G_GUINT64_FORMAT,
-            request->frame.frame_number), ("%s", request->error->message));
+        ("Could not describe frame %" G_GUINT64_FORMAT ": %s",
+            request->frame.frame_number, request->error->message),
+        ("%s", request->error->message));
   gst_vlm_request_free (request);
 }
 
@@ -1115,14 +1142,21 @@ gst_vlm_describe_wait_drained (GstVlmDescribe * self, GstClockTime timeout)
   return n_dropped;
 }
 
-/* Call with lock. Moves the described requests to @ready. */
+/* Call with lock. Moves the described requests to @ready, to be emitted
+ * at once: they count as captions from here. */
 static void
 gst_vlm_describe_take_ready (GstVlmDescribe * self, GQueue * ready)
 {
   GstVlmRequest *request;
 
-  while ((request = g_queue_pop_head (&self->ready)))
+  while ((request = g_queue_pop_head (&self->ready))) {
+    gdouble latency_ms = gst_vlm_request_latency_ms (request);
+
+    self->captions++;
+    self->latency_sum_ms += latency_ms;
+    self->latency_max_ms = MAX (self->latency_max_ms, latency_ms);
     g_queue_push_tail (ready, request);
+  }
 }
 
 static void
@@ -1155,7 +1189,9 @@ gst_vlm_describe_submit (GstVlmDescribe * self, GQueue * requests,
 
   *n_dropped = 0;
   GST_VLM_DESCRIBE_LOCK (self);
+  self->frames_sampled += g_queue_get_length (requests);
   if (self->flushing) {
+    self->cancelled += g_queue_get_length (requests);
     GST_VLM_DESCRIBE_UNLOCK (self);
     g_queue_clear_full (requests, (GDestroyNotify) gst_vlm_request_free);
     return GST_FLOW_FLUSHING;
@@ -1210,14 +1246,20 @@ gst_vlm_describe_decide (GstVlmDescribe * self, GstBuffer * buffer,
     }
   }
 
+  if (have_thumbnail)
+    GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT ": scene diff %.3f "
+        "(threshold %.3f)", frame->frame_number, diff,
+        settings->scene_threshold);
   reason = gst_vlm_sampling_decide (self->last_sampled_running_time,
       frame->running_time, settings->interval, diff,
       settings->scene_threshold);
   if (reason == GST_VLM_SAMPLE_SKIP)
     return reason;
 
-  GST_LOG_OBJECT (self, "sampling frame %" G_GUINT64_FORMAT " (reason %d, "
-      "scene diff %.3f)", frame->frame_number, reason, diff);
+  GST_DEBUG_OBJECT (self, "frame %" G_GUINT64_FORMAT " at %" GST_TIME_FORMAT
+      " sampled: %s", frame->frame_number, GST_TIME_ARGS (frame->running_time),
+      reason == GST_VLM_SAMPLE_FIRST ? "first frame" :
+      reason == GST_VLM_SAMPLE_SCENE ? "scene change" : "interval");
   self->last_sampled_running_time =
       GST_CLOCK_TIME_IS_VALID (frame->running_time) ? frame->running_time : 0;
   self->have_thumbnail = have_thumbnail;
@@ -1265,7 +1307,6 @@ gst_vlm_describe_handle_frame (GstVlmDescribe * self, GstBuffer * buffer,
 
   GST_VLM_DESCRIBE_LOCK (self);
   self->frames_seen++;
-  self->frames_sampled += reason != GST_VLM_SAMPLE_SKIP;
   asked = self->asked;
   g_queue_init (&self->asked);
   GST_VLM_DESCRIBE_UNLOCK (self);
@@ -1277,9 +1318,22 @@ gst_vlm_describe_handle_frame (GstVlmDescribe * self, GstBuffer * buffer,
 
     rgb = gst_vlm_describe_convert (self, buffer);
     if (!rgb) {
+      guint n_lost = (reason != GST_VLM_SAMPLE_SKIP) +
+          g_queue_get_length (&asked);
+
+      GST_VLM_DESCRIBE_LOCK (self);
+      self->frames_sampled += n_lost;
+      self->errors += n_lost;
+      GST_VLM_DESCRIBE_UNLOCK (self);
       g_queue_clear_full (&asked, (GDestroyNotify) gst_vlm_ask_free);
-      GST_ELEMENT_ERROR (self, STREAM, FAILED, (NULL),
-          ("could not map frame %" G_GUINT64_FORMAT, frame->frame_number));
+      GST_ELEMENT_ERROR (self, STREAM, FORMAT,
+          ("Could not read video frame %" G_GUINT64_FORMAT ": a buffer of %"
+              G_GSIZE_FORMAT " bytes is no %ux%u %s frame (%" G_GSIZE_FORMAT
+              " bytes)", frame->frame_number, gst_buffer_get_size (buffer),
+              GST_VIDEO_INFO_WIDTH (&self->in_info),
+              GST_VIDEO_INFO_HEIGHT (&self->in_info),
+              GST_VIDEO_INFO_NAME (&self->in_info),
+              GST_VIDEO_INFO_SIZE (&self->in_info)), (NULL));
       return GST_FLOW_ERROR;
     }
     if (reason != GST_VLM_SAMPLE_SKIP)
@@ -1297,7 +1351,10 @@ gst_vlm_describe_handle_frame (GstVlmDescribe * self, GstBuffer * buffer,
   ret = gst_vlm_describe_submit (self, &requests, settings, ready,
       &n_dropped);
   if (n_dropped > 0) {
-    GST_DEBUG_OBJECT (self, "worker busy, dropped %u request(s)", n_dropped);
+    GST_DEBUG_OBJECT (self, "worker busy: dropped %u sampled frame(s) "
+        "(leaky=%s, max-pending=%u)", n_dropped, settings->leaky ==
+        GST_VLM_DESCRIBE_LEAKY_UPSTREAM ? "upstream" : "downstream",
+        settings->max_pending);
     gst_vlm_describe_post_qos (self, frame);
   }
   return ret;
@@ -1315,7 +1372,6 @@ gst_vlm_describe_emit (GstVlmDescribe * self, GQueue * ready,
   GstVlmRequest *request;
 
   while ((request = g_queue_pop_head (ready))) {
-    gdouble latency_ms = gst_vlm_request_latency_ms (request);
     GstStructure *s;
 
     gst_vlm_text_stream_place (&self->text, request->result->text, pts, span);
@@ -1326,14 +1382,14 @@ gst_vlm_describe_emit (GstVlmDescribe * self, GQueue * ready,
       gst_vlm_caption_meta_add (video, s);
     }
 
-    GST_VLM_DESCRIBE_LOCK (self);
-    self->captions++;
-    self->latency_sum_ms += latency_ms;
-    self->latency_max_ms = MAX (self->latency_max_ms, latency_ms);
-    GST_VLM_DESCRIBE_UNLOCK (self);
-
-    GST_DEBUG_OBJECT (self, "caption for frame %" G_GUINT64_FORMAT ": %s",
-        request->frame.frame_number, request->result->text);
+    GST_DEBUG_OBJECT (self, "caption for frame %" G_GUINT64_FORMAT " at %"
+        GST_TIME_FORMAT ", out at %" GST_TIME_FORMAT " (latency %.1f ms, %u "
+        "tokens, %s): %s", request->frame.frame_number,
+        GST_TIME_ARGS (request->frame.pts), GST_TIME_ARGS (pts),
+        gst_vlm_request_latency_ms (request),
+        request->result->stats.n_tokens_generated,
+        vlm_finish_reason_to_string (request->result->finish_reason),
+        request->result->text);
     gst_element_post_message (GST_ELEMENT (self),
         gst_message_new_element (GST_OBJECT (self), gst_structure_copy (s)));
     g_signal_emit (self, gst_vlm_describe_signals[SIGNAL_CAPTION], 0, s);
@@ -1420,6 +1476,7 @@ gst_vlm_describe_drain (GstVlmDescribe * self, GstEvent * event)
 {
   GQueue ready = G_QUEUE_INIT;
   GstClockTime timeout, interval, end_running_time;
+  GstStructure *stats;
   guint n_dropped;
 
   GST_OBJECT_LOCK (self);
@@ -1434,7 +1491,9 @@ gst_vlm_describe_drain (GstVlmDescribe * self, GstEvent * event)
 
   if (n_dropped > 0)
     GST_ELEMENT_WARNING (self, STREAM, FAILED,
-        ("Captions were still pending at the end of the stream"),
+        ("Captions were still pending at the end of the stream: %u dropped "
+            "and the running one stopped (raise drain-timeout to wait for "
+            "them)", n_dropped),
         ("drain-timeout expired: stopped the running caption, dropped %u "
             "waiting request(s)", n_dropped));
 
@@ -1444,6 +1503,10 @@ gst_vlm_describe_drain (GstVlmDescribe * self, GstEvent * event)
       end_running_time, gst_vlm_describe_span (self, interval,
           GST_CLOCK_TIME_NONE));
   gst_vlm_text_stream_finish (&self->text, self->video_end);
+
+  stats = gst_vlm_describe_stats_new (self);
+  GST_INFO_OBJECT (self, "end of stream: %" GST_PTR_FORMAT, stats);
+  gst_structure_free (stats);
 
   gst_pad_push_event (self->text_srcpad, gst_event_ref (event));
   return gst_pad_push_event (self->srcpad, event);
@@ -1460,10 +1523,13 @@ gst_vlm_describe_reset_timeline (GstVlmDescribe * self)
   gst_flow_combiner_reset (self->flow_combiner);
 }
 
-/* Call with lock. */
+/* Call with lock. At a flush or a stop: what waits for the worker or for
+ * the next video buffer is cancelled. */
 static void
 gst_vlm_describe_clear_requests_locked (GstVlmDescribe * self)
 {
+  self->cancelled += g_queue_get_length (&self->requests) +
+      g_queue_get_length (&self->ready);
   g_queue_clear_full (&self->requests, (GDestroyNotify) gst_vlm_request_free);
   g_queue_clear_full (&self->ready, (GDestroyNotify) gst_vlm_request_free);
 }
@@ -1582,16 +1648,37 @@ gst_vlm_describe_sink_event (GstPad * pad, GstObject * parent,
   return gst_pad_push_event (self->srcpad, event);
 }
 
+/* A pipeline sends its seek to every sink, so one seek (one seqnum) comes
+ * up both src and text_src: the first goes upstream, the second gets its
+ * result (as demuxers do), so that the seek succeeds once, whichever
+ * branches are linked. */
 static gboolean
-gst_vlm_describe_text_src_event (GstPad * pad, GstObject * parent,
+gst_vlm_describe_src_event (GstPad * pad, GstObject * parent,
     GstEvent * event)
 {
-  /* seeks arrive through the video branch too: one is enough */
-  if (GST_EVENT_TYPE (event) == GST_EVENT_SEEK) {
+  GstVlmDescribe *self = GST_VLM_DESCRIBE (parent);
+  guint32 seqnum = gst_event_get_seqnum (event);
+  gboolean res;
+
+  if (GST_EVENT_TYPE (event) != GST_EVENT_SEEK)
+    return gst_pad_event_default (pad, parent, event);
+
+  GST_OBJECT_LOCK (self);
+  if (seqnum == self->seek_seqnum) {
+    res = self->seek_result;
+    GST_OBJECT_UNLOCK (self);
+    GST_DEBUG_OBJECT (pad, "seek %u already sent upstream", seqnum);
     gst_event_unref (event);
-    return FALSE;
+    return res;
   }
-  return gst_pad_event_default (pad, parent, event);
+  GST_OBJECT_UNLOCK (self);
+
+  res = gst_pad_push_event (self->sinkpad, event);
+  GST_OBJECT_LOCK (self);
+  self->seek_seqnum = seqnum;
+  self->seek_result = res;
+  GST_OBJECT_UNLOCK (self);
+  return res;
 }
 
 static GstIterator *
@@ -1639,6 +1726,7 @@ gst_vlm_describe_load_model (GstVlmDescribe * self)
   g_autoptr (GError) error = NULL;
   gchar *location;
   VlmModel *model, *old;
+  const VlmModelInfo *info;
   GstVlmDescribeWeights weights;
 
   GST_OBJECT_LOCK (self);
@@ -1653,26 +1741,40 @@ gst_vlm_describe_load_model (GstVlmDescribe * self)
   GST_OBJECT_UNLOCK (self);
 
   if (!location) {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No model set"),
-        ("set the model property to a checkpoint directory or repo id"));
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No model set: set the "
+            "model property to a checkpoint directory or a Hugging Face "
+            "repo id"), (NULL));
     return FALSE;
   }
 
   model = gst_vlm_model_cache_acquire (location, (VlmWeightFormat) weights,
       &error);
   if (!model) {
+    /* one line for gst-launch: the engine's message names what is missing
+     * or wrong; for a missing model, say what to do */
+    const gchar *what_to_do =
+        g_strcmp0 (location, gst_vlm_describe_default_model ()) == 0 ?
+        "the default model is not installed: install it with meson install, "
+        "or set the model property to a checkpoint directory or a Hugging "
+        "Face repo id" : "the model property takes a checkpoint directory or "
+        "a Hugging Face repo id in the local cache";
+
     if (g_error_matches (error, VLM_ERROR, VLM_ERROR_NOT_FOUND))
       GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
-          ("Could not load model '%s'", location), ("%s", error->message));
+          ("Could not load model '%s': %s (%s)", location, error->message,
+              what_to_do), ("%s", error->message));
     else
       GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
-          ("Could not load model '%s'", location), ("%s", error->message));
+          ("Could not load model '%s': %s", location, error->message),
+          ("%s", error->message));
     g_free (location);
     return FALSE;
   }
 
-  GST_INFO_OBJECT (self, "model '%s' loaded from %s", location,
-      vlm_model_get_info (model)->path);
+  info = vlm_model_get_info (model);
+  GST_INFO_OBJECT (self, "using %s (%s, %s, default prompt '%s') from %s",
+      info->variant, info->family, info->dtype, info->default_prompt,
+      info->path);
   GST_OBJECT_LOCK (self);
   old = self->model;
   self->model = model;
@@ -1718,10 +1820,12 @@ gst_vlm_describe_start (GstVlmDescribe * self)
     return FALSE;
   }
 
+  GST_INFO_OBJECT (self, "describing on %u thread(s)", threads ? threads :
+      g_get_num_processors ());
   GST_VLM_DESCRIBE_LOCK (self);
   self->session = session;
   self->frames_seen = self->frames_sampled = self->captions = 0;
-  self->dropped = self->errors = 0;
+  self->dropped = self->cancelled = self->errors = 0;
   self->latency_sum_ms = self->latency_max_ms = 0.0;
   GST_VLM_DESCRIBE_UNLOCK (self);
 

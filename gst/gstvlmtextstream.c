@@ -96,7 +96,9 @@ gst_vlm_text_stream_place (GstVlmTextStream * ts, const gchar * text,
       && end > start)
     start = end;
 
-  buffer = gst_buffer_new_memdup (text, strlen (text));
+  /* an empty caption (the model stopped at once) is an empty buffer */
+  buffer = *text ? gst_buffer_new_memdup (text, strlen (text)) :
+      gst_buffer_new ();
   GST_BUFFER_PTS (buffer) = start;
   GST_BUFFER_DURATION (buffer) = span;
   GST_LOG ("caption placed at %" GST_TIME_FORMAT " for %" GST_TIME_FORMAT,

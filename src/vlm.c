@@ -119,6 +119,13 @@ static gboolean mlx_quantization (JsonObject *config, int *group, int *bits,
         !vlm_json_int (q, "config.json", "quantization", "group_size", q != NULL, 0, &g, error) ||
         !vlm_json_int (q, "config.json", "quantization", "bits", q != NULL, 0, &b, error))
         return FALSE;
+    /* Found by fuzzing: group_size 0 divided by zero when binding. */
+    if (q && (g <= 0 || g > (1 << 20) || b <= 0 || b > 32)) {
+        g_set_error (error, VLM_ERROR, VLM_ERROR_INVALID_MODEL,
+                     "config.json: quantization: group_size %" G_GINT64_FORMAT
+                     " / bits %" G_GINT64_FORMAT " out of range", g, b);
+        return FALSE;
+    }
     *group = g;
     *bits = b;
     return TRUE;
@@ -374,8 +381,10 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
     guint L = r->n_input_ids;
     r->stats.n_tokens_image = m->vision_cfg.n_patches;
     r->stats.n_tokens_prompt = L - m->vision_cfg.n_patches;
-    if (g_atomic_int_get (&s->cancelled))
+    if (g_atomic_int_get (&s->cancelled)) {
+        r->text = g_strdup (""); /* a result always has its text */
         return g_steal_pointer (&r);
+    }
 
     /* Vision tower and projector. */
     t = g_get_monotonic_time ();

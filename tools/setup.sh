@@ -8,8 +8,13 @@ PKGS="
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-x
-  python3 python3-numpy python3-pil
+  python3 python3-numpy python3-pil valgrind
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
 "
+# Only to fuzz (tests/fuzz, -Dfuzzing=enabled): tools/setup.sh fuzz
+if [ "${1:-}" = fuzz ]; then
+  PKGS="$PKGS clang libclang-rt-dev"
+fi
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

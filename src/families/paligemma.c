@@ -232,6 +232,20 @@ static const Names new_names = { "model.vision_tower.vision_model.",
                                  "model.multi_modal_projector.",
                                  "model.language_model.", "lm_head.weight" };
 
+/* Every layer has tensors of its own: a layer count beyond the
+ * checkpoint's tensors is a bad config, refused before allocating for it. */
+static gboolean check_n_layers (VlmWeights *ws, const char *where, int n_layers,
+                                GError **error)
+{
+    guint n_tensors = vlm_tensor_store_tensors (vlm_weights_store (ws))->len;
+    if ((guint) n_layers <= n_tensors)
+        return TRUE;
+    g_set_error (error, VLM_ERROR, VLM_ERROR_INVALID_MODEL,
+                 CFG ": %s.num_hidden_layers: %d layers, but the weights hold "
+                 "only %u tensors", where, n_layers, n_tensors);
+    return FALSE;
+}
+
 /* Bind dst to the tensor named by fmt, of shape SHAPE_<shape>, or fail;
  * M binds a matrix [rows, cols] kept in the chosen weight format. */
 #define M(dst, rows, cols, fmt, ...)                                           \
@@ -282,6 +296,8 @@ static gboolean bind_vision (VlmModel *m, const Names *n, GError **error)
                              .data = patch, .row_bytes = 3 * P * P * sizeof (float) };
     W (v->patch_b, D, "%sembeddings.patch_embedding.bias", p);
     W (v->pos, POS, "%sembeddings.position_embedding.weight", p);
+    if (!check_n_layers (ws, "vision_config", c->n_layers, error))
+        return FALSE;
     v->layers = g_new0 (VlmVisionLayer, c->n_layers);
     for (int i = 0; i < c->n_layers; i++) {
         VlmVisionLayer *L = &v->layers[i];
@@ -324,6 +340,8 @@ static gboolean bind_text (VlmModel *m, const Names *n, gboolean tied,
                  KV = (gint64) c->n_kv_heads * c->head_dim;
     const char *p = n->text;
     M (d->embed, V, H, "%sembed_tokens.weight", p);
+    if (!check_n_layers (ws, "text_config", c->n_layers, error))
+        return FALSE;
     d->layers = g_new0 (VlmDecoderLayer, c->n_layers);
     for (int i = 0; i < c->n_layers; i++) {
         VlmDecoderLayer *L = &d->layers[i];

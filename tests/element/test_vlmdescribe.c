@@ -160,6 +160,37 @@ wait_idle (GstElement * e)
   }
 }
 
+/* The stats add up at every moment: frames-sampled = captions + dropped +
+ * cancelled + errors + pending + ready. Returns the structure. */
+static GstStructure *
+stats_checked (GstElement * e)
+{
+  GstStructure *s;
+  guint pending = 0, ready = 0;
+
+  g_object_get (e, "stats", &s, NULL);
+  fail_unless (gst_structure_get_uint (s, "pending", &pending));
+  fail_unless (gst_structure_get_uint (s, "ready", &ready));
+  fail_unless_equals_uint64 (get_u64 (s, "frames-sampled"),
+      get_u64 (s, "captions") + get_u64 (s, "dropped") +
+      get_u64 (s, "cancelled") + get_u64 (s, "errors") + pending + ready);
+  return s;
+}
+
+/* Checks that the stats add up and that nothing is left in flight. */
+static void
+assert_stats_settled (GstElement * e)
+{
+  GstStructure *s = stats_checked (e);
+  guint pending = 1, ready = 1;
+
+  gst_structure_get_uint (s, "pending", &pending);
+  gst_structure_get_uint (s, "ready", &ready);
+  fail_unless_equals_int (pending, 0);
+  fail_unless_equals_int (ready, 0);
+  gst_structure_free (s);
+}
+
 static guint
 count_metas (GstBuffer * buffer)
 {
@@ -681,6 +712,7 @@ GST_START_TEST (test_eos_drain)
   }
   captions = pop_messages (f.bus, "vlm-caption");
   fail_unless_equals_int (captions->len, 12);
+  assert_stats_settled (f.element);
   for (i = 0; i < 12; i++)
     fail_unless_equals_uint64 (get_u64 (g_ptr_array_index (captions, i),
             "frame-number"), i);
@@ -744,6 +776,7 @@ GST_START_TEST (test_eos_drain_timeout)
   fail_unless_equals_uint64 (get_u64 (g_ptr_array_index (captions, 0),
           "frame-number"), 0);
   fail_unless_equals_uint64 (stat_u64 (f.element, "dropped"), 4);
+  assert_stats_settled (f.element);
 
   gst_message_unref (warning);
   g_ptr_array_unref (captions);
@@ -796,6 +829,8 @@ GST_START_TEST (test_flush)
   fail_unless_equals_int (partials->len, 1);
   g_ptr_array_unref (partials);
   fail_unless_equals_uint64 (stat_u64 (f.element, "captions"), 0);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "cancelled"), 1);
+  assert_stats_settled (f.element);
 
   g_object_set (f.element, "emit-partial", FALSE, "max-new-tokens", 4,
       "leaky", 0, NULL);
@@ -910,6 +945,7 @@ GST_START_TEST (test_leaky_drops)
     fail_unless_equals_uint64 (get_u64 (g_ptr_array_index (captions, 2),
             "frame-number"), 4);
     fail_unless_equals_uint64 (stat_u64 (f.element, "dropped"), 2);
+    assert_stats_settled (f.element);
 
     g_ptr_array_unref (captions);
     fixture_stop (&f);
@@ -1125,6 +1161,290 @@ GST_START_TEST (test_state_cycles)
 
 GST_END_TEST;
 
+/* Pushes frames from another thread (leaky=no blocks in the chain). */
+typedef struct
+{
+  Fixture *fixture;
+  guint64 first;
+  guint n;
+  GstFlowReturn ret;
+} PushJob;
+
+static gpointer
+push_job_run (gpointer data)
+{
+  PushJob *job = data;
+
+  job->ret = push_frames (job->fixture, job->first, job->n);
+  return NULL;
+}
+
+/* Sends FLUSH_START while the worker is held in a token (it returns once
+ * the worker has stopped), then FLUSH_STOP once @pusher (if any) has
+ * left the chain, and sets the caps again. */
+static void
+flush_held_worker (Fixture * f, WorkerGate * gate, GThread * pusher)
+{
+  GThread *opener;
+
+  gate_wait_blocked (gate);
+  opener = g_thread_new ("opener", open_when_flushing, gate);
+  fail_unless (gst_harness_push_event (f->h, gst_event_new_flush_start ()));
+  g_thread_join (opener);
+  if (pusher)
+    g_thread_join (pusher);
+  fail_unless (gst_harness_push_event (f->h, gst_event_new_flush_stop (TRUE)));
+  gate_clear (gate);
+  g_object_set (f->element, "emit-partial", FALSE, NULL);
+  gst_harness_set_src_caps_str (f->h, CAPS_30FPS ("RGB"));
+}
+
+/* Frame numbers of the captions of sampled frames, in order, and checks
+ * each comes once. */
+static GArray *
+sampled_frame_numbers (GPtrArray * captions)
+{
+  GArray *numbers = g_array_new (FALSE, FALSE, sizeof (guint64));
+  guint i, k;
+
+  for (i = 0; i < captions->len; i++) {
+    const GstStructure *s = g_ptr_array_index (captions, i);
+    guint64 n = get_u64 (s, "frame-number");
+
+    if (get_u64 (s, "request-id") != 0)
+      continue;
+    for (k = 0; k < numbers->len; k++)
+      fail_if (g_array_index (numbers, guint64, k) == n,
+          "two captions for frame %" G_GUINT64_FORMAT, n);
+    g_array_append_val (numbers, n);
+  }
+  return numbers;
+}
+
+/* leaky=no: every sampled frame gets exactly one caption, and every
+ * describe request its answer, all delivered before EOS leaves; the stats
+ * add up to the frames sampled. */
+GST_START_TEST (test_nothing_lost_at_eos)
+{
+  Fixture f;
+  GPtrArray *captions;
+  GArray *numbers;
+  guint64 ids[2];
+  guint i;
+
+  fixture_start (&f, describer_new (), CAPS_30FPS ("RGB"));
+  g_object_set (f.element, "leaky", 0, "interval", (guint64) 0,
+      "max-new-tokens", 3, NULL);
+  fail_unless_equals_int (push_frames (&f, 0, 5), GST_FLOW_OK);
+  g_signal_emit_by_name (f.element, "describe", "answer en what?", &ids[0]);
+  fail_unless_equals_int (push_frames (&f, 5, 7), GST_FLOW_OK);
+  g_signal_emit_by_name (f.element, "describe", NULL, &ids[1]);
+  fail_unless_equals_int (push_frames (&f, 12, 8), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+
+  captions = pop_messages (f.bus, "vlm-caption");
+  fail_unless_equals_int (captions->len, 22);
+  numbers = sampled_frame_numbers (captions);
+  fail_unless_equals_int (numbers->len, 20);
+  for (i = 0; i < numbers->len; i++)
+    fail_unless_equals_uint64 (g_array_index (numbers, guint64, i), i);
+  for (i = 0; i < 2; i++) {
+    guint k, n_answers = 0;
+
+    for (k = 0; k < captions->len; k++)
+      n_answers += get_u64 (g_ptr_array_index (captions, k), "request-id") ==
+          ids[i];
+    fail_unless_equals_int (n_answers, 1);
+  }
+  fail_unless_equals_uint64 (stat_u64 (f.element, "frames-sampled"), 22);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "captions"), 22);
+  assert_stats_settled (f.element);
+
+  g_array_unref (numbers);
+  g_ptr_array_unref (captions);
+  fixture_stop (&f);
+}
+
+GST_END_TEST;
+
+/* leaky=no across a flush: the frame being described when FLUSH_START
+ * arrives is cancelled (counted, its caption never delivered, then or
+ * later), the streaming thread waiting for it returns FLUSHING, and every
+ * other sampled frame, before and after, gets exactly one caption. */
+GST_START_TEST (test_nothing_lost_across_flush)
+{
+  Fixture f;
+  WorkerGate gate;
+  PushJob job;
+  GThread *pusher;
+  GPtrArray *captions;
+  GArray *numbers;
+  guint i;
+
+  fixture_start (&f, describer_new (), CAPS_30FPS ("RGB"));
+  g_object_set (f.element, "leaky", 0, "interval", (guint64) 0,
+      "max-new-tokens", 3, NULL);
+  fail_unless_equals_int (push_frames (&f, 0, 3), GST_FLOW_OK);
+
+  /* frame 3: the worker is held inside its first token */
+  gate_init (&gate, &f);
+  job = (PushJob) { &f, 3, 1, GST_FLOW_OK };
+  pusher = g_thread_new ("pusher", push_job_run, &job);
+  flush_held_worker (&f, &gate, pusher);
+  fail_unless_equals_int (job.ret, GST_FLOW_FLUSHING);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "cancelled"), 1);
+  assert_stats_settled (f.element);
+
+  fail_unless_equals_int (push_frames (&f, 4, 6), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+
+  captions = pop_messages (f.bus, "vlm-caption");
+  numbers = sampled_frame_numbers (captions);
+  fail_unless_equals_int (numbers->len, 9);
+  for (i = 0; i < numbers->len; i++)
+    fail_unless_equals_uint64 (g_array_index (numbers, guint64, i),
+        i < 3 ? i : i + 1);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "frames-sampled"), 10);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "captions"), 9);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "cancelled"), 1);
+  assert_stats_settled (f.element);
+
+  g_array_unref (numbers);
+  g_ptr_array_unref (captions);
+  fixture_stop (&f);
+}
+
+GST_END_TEST;
+
+/* Live mode: a flush cancels the caption described but not yet stamped
+ * (ready), the one being described and those waiting; none of them comes
+ * out after the flush. A stop cancels what is ready too. The stats add up
+ * at each step. */
+GST_START_TEST (test_flush_and_stop_cancel)
+{
+  Fixture f;
+  WorkerGate gate;
+  GstStructure *stats;
+  GPtrArray *captions;
+  guint ready = 0;
+
+  fixture_start (&f, describer_new (), CAPS_30FPS ("RGB"));
+  g_object_set (f.element, "leaky", 2, "interval", (guint64) 0,
+      "max-pending", 2, "max-new-tokens", 3, NULL);
+
+  /* described, waiting for the next video buffer */
+  fail_unless_equals_int (push_frames (&f, 0, 1), GST_FLOW_OK);
+  wait_idle (f.element);
+  stats = stats_checked (f.element);
+  fail_unless (gst_structure_get_uint (stats, "ready", &ready));
+  fail_unless_equals_int (ready, 1);
+  gst_structure_free (stats);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_flush_stop (TRUE)));
+  gst_harness_set_src_caps_str (f.h, CAPS_30FPS ("RGB"));
+  fail_unless_equals_uint64 (stat_u64 (f.element, "cancelled"), 1);
+  assert_stats_settled (f.element);
+
+  /* one being described (frame 1), two waiting (2 and 3) */
+  gate_init (&gate, &f);
+  fail_unless_equals_int (push_frames (&f, 1, 1), GST_FLOW_OK);
+  gate_wait_blocked (&gate);
+  fail_unless_equals_int (push_frames (&f, 2, 2), GST_FLOW_OK);
+  gst_structure_free (stats_checked (f.element));
+  flush_held_worker (&f, &gate, NULL);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "cancelled"), 4);
+  assert_stats_settled (f.element);
+  captions = pop_messages (f.bus, "vlm-caption");
+  fail_unless_equals_int (captions->len, 0);
+  g_ptr_array_unref (captions);
+
+  /* after the flush: frame 4 is described and stamped on frame 5 */
+  fail_unless_equals_int (push_frames (&f, 4, 1), GST_FLOW_OK);
+  wait_idle (f.element);
+  fail_unless_equals_int (push_frames (&f, 5, 1), GST_FLOW_OK);
+  captions = pop_messages (f.bus, "vlm-caption");
+  fail_unless_equals_int (captions->len, 1);
+  fail_unless_equals_uint64 (get_u64 (g_ptr_array_index (captions, 0),
+          "frame-number"), 4);
+  g_ptr_array_unref (captions);
+
+  /* frame 5's caption is ready when the element stops */
+  wait_idle (f.element);
+  fail_unless_equals_int (gst_element_set_state (f.element, GST_STATE_READY),
+      GST_STATE_CHANGE_SUCCESS);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "frames-sampled"), 6);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "captions"), 1);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "cancelled"), 5);
+  assert_stats_settled (f.element);
+  captions = pop_messages (f.bus, "vlm-caption");
+  fail_unless_equals_int (captions->len, 0);
+  g_ptr_array_unref (captions);
+  fixture_stop (&f);
+}
+
+GST_END_TEST;
+
+/* A buffer too small for its caps is an error that says which frame and
+ * what was wrong, counted in errors; the stats add up. */
+GST_START_TEST (test_short_buffer)
+{
+  Fixture f;
+  GstBuffer *buffer = gst_buffer_new_allocate (NULL, 100, NULL);
+  GstMessage *msg;
+  GError *error = NULL;
+  gchar *debug = NULL;
+
+  fixture_start (&f, describer_new (), CAPS_30FPS ("RGB"));
+  GST_BUFFER_PTS (buffer) = 0;
+  fail_unless_equals_int (gst_harness_push (f.h, buffer), GST_FLOW_ERROR);
+  msg = gst_bus_pop_filtered (f.bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  gst_message_parse_error (msg, &error, &debug);
+  fail_unless (g_error_matches (error, GST_STREAM_ERROR,
+          GST_STREAM_ERROR_FORMAT));
+  fail_unless_equals_string (error->message, "Could not read video frame 0: "
+      "a buffer of 100 bytes is no 64x48 RGB frame (9216 bytes)");
+  fail_unless_equals_uint64 (stat_u64 (f.element, "errors"), 1);
+  assert_stats_settled (f.element);
+
+  g_clear_error (&error);
+  g_free (debug);
+  gst_message_unref (msg);
+  fixture_stop (&f);
+}
+
+GST_END_TEST;
+
+/* A pipeline sends its seek to the sinks of both branches: the element
+ * sends it upstream once and answers TRUE on both pads (it used to refuse
+ * it on text_src, so a pipeline with a sink on text_src could not seek);
+ * a new seek goes upstream again. */
+GST_START_TEST (test_seek_from_both_branches)
+{
+  Fixture f;
+  GstEvent *seek;
+  guint n;
+
+  fixture_start (&f, describer_new (), CAPS_30FPS ("RGB"));
+  fail_unless_equals_int (push_frames (&f, 0, 1), GST_FLOW_OK);
+  n = gst_harness_upstream_events_received (f.h);
+
+  seek = gst_event_new_seek (1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH,
+      GST_SEEK_TYPE_SET, GST_SECOND, GST_SEEK_TYPE_NONE, 0);
+  fail_unless (gst_harness_push_upstream_event (f.th, gst_event_ref (seek)));
+  fail_unless (gst_harness_push_upstream_event (f.h, seek));
+  fail_unless_equals_int (gst_harness_upstream_events_received (f.h), n + 1);
+
+  seek = gst_event_new_seek (1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH,
+      GST_SEEK_TYPE_SET, 2 * GST_SECOND, GST_SEEK_TYPE_NONE, 0);
+  fail_unless (gst_harness_push_upstream_event (f.h, gst_event_ref (seek)));
+  fail_unless (gst_harness_push_upstream_event (f.th, seek));
+  fail_unless_equals_int (gst_harness_upstream_events_received (f.h), n + 2);
+  fixture_stop (&f);
+}
+
+GST_END_TEST;
+
 static Suite *
 vlmdescribe_suite (void)
 {
@@ -1149,6 +1469,11 @@ vlmdescribe_suite (void)
   tcase_add_test (tc, test_emit_partial);
   tcase_add_test (tc, test_bad_models);
   tcase_add_test (tc, test_state_cycles);
+  tcase_add_test (tc, test_nothing_lost_at_eos);
+  tcase_add_test (tc, test_nothing_lost_across_flush);
+  tcase_add_test (tc, test_flush_and_stop_cancel);
+  tcase_add_test (tc, test_short_buffer);
+  tcase_add_test (tc, test_seek_from_both_branches);
   return s;
 }
 

@@ -312,6 +312,14 @@ static void config_wrong_type (const char *d)
     vlm_test_edit_file (d, "config.json", "\"num_hidden_layers\": 3", "\"num_hidden_layers\": \"3\"");
 }
 
+/* Found by fuzzing: the layer arrays were allocated (4 GB here) before
+ * the first missing layer was noticed. */
+static void config_huge_layer_count (const char *d)
+{
+    vlm_test_edit_file (d, "config.json", "\"num_hidden_layers\": 3",
+                        "\"num_hidden_layers\": 9999993");
+}
+
 static void config_not_json (const char *d)
 {
     rewrite (d, "config.json", "{ \"model_type\": ", 16);
@@ -359,6 +367,9 @@ static const BadCase bad_cases[] = {
     { "config-missing-key", config_missing_key, "missing key text_config.intermediate_size" },
     { "config-wrong-type", config_wrong_type,
       "text_config.num_hidden_layers: expected an integer, found a string" },
+    { "config-huge-layer-count", config_huge_layer_count,
+      "config.json: text_config.num_hidden_layers: 9999993 layers, but the weights "
+      "hold only 68 tensors" },
     { "config-not-json", config_not_json, "config.json" },
     { "text-only", text_only_config, "cannot describe images" },
     { "unknown-family", unknown_family, "unsupported model_type 'llava' (supported: paligemma, paligemma2)" },
@@ -379,6 +390,23 @@ static void test_bad (gconstpointer data)
     g_test_message ("%s: %s", c->what, error->message);
     if (!strstr (error->message, c->expect))
         g_error ("%s: error '%s' does not say '%s'", c->what, error->message, c->expect);
+    vlm_test_rmdir (dir);
+}
+
+/* An MLX config whose quantization group is 0 is refused (found by
+ * fuzzing: it divided by zero while binding the weights). */
+static void test_mlx_group_zero (void)
+{
+    g_autofree char *src = fixture_model ("paligemma-tiny-mlx", "pg-mlx-q4");
+    g_autofree char *dir = vlm_test_copy_checkpoint (src);
+    vlm_test_edit_file (dir, "config.json", "\"group_size\": 32", "\"group_size\": 0");
+    g_autoptr (GError) error = NULL;
+    g_autoptr (VlmModel) m = vlm_model_load (dir, &error);
+    g_assert_null (m);
+    g_assert_error (error, VLM_ERROR, VLM_ERROR_INVALID_MODEL);
+    g_test_message ("mlx-group-zero: %s", error->message);
+    g_assert_nonnull (strstr (error->message,
+                              "config.json: quantization: group_size 0 / bits 4 out of range"));
     vlm_test_rmdir (dir);
 }
 
@@ -454,6 +482,7 @@ int main (int argc, char **argv)
     g_test_add_func ("/checkpoint/not-found", test_not_found);
     g_test_add_func ("/checkpoint/hub-cache", test_hub_cache);
     g_test_add_func ("/checkpoint/info", test_info);
+    g_test_add_func ("/checkpoint/mlx-group-zero", test_mlx_group_zero);
     for (guint i = 0; i < G_N_ELEMENTS (bad_cases); i++) {
         g_autofree char *path = g_strdup_printf ("/checkpoint/bad/%s", bad_cases[i].what);
         g_test_add_data_func (path, &bad_cases[i], test_bad);

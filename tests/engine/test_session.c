@@ -86,6 +86,7 @@ static void test_stream_and_cancel (void)
     g_autoptr (VlmResult) none = run (s, &p, &error);
     g_assert_cmpint (none->finish_reason, ==, VLM_FINISH_CANCELLED);
     g_assert_cmpuint (none->n_tokens, ==, 0);
+    g_assert_cmpstr (none->text, ==, "");
     vlm_session_reset_cancel (s);
     g_autoptr (VlmResult) again = run (s, &p, &error);
     g_assert_cmpmem (again->tokens, again->n_tokens * 4, full->tokens, full->n_tokens * 4);
