@@ -2,8 +2,10 @@
 # Installs every Debian 12 package that building, the demo and the tests need.
 # Idempotent: apt-get only installs what is missing. Run as root.
 set -eu
+# dpkg-dev: meson asks dpkg-architecture for the multiarch libdir
+# (lib/x86_64-linux-gnu), where GStreamer looks for plugins.
 PKGS="
-  gcc g++ pkg-config meson ninja-build git ca-certificates
+  gcc g++ dpkg-dev pkg-config meson ninja-build git ca-certificates
   libglib2.0-dev libjson-glib-dev libopenblas-dev libsentencepiece-dev sentencepiece
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
