@@ -231,6 +231,17 @@ static void reshape_tensor (const char *d)
     edit_header (d, "\"shape\":[64,3,16,16]", "\"shape\":[64,3,16,4] ");
 }
 
+/* Write tensors as d's model.safetensors (through a rename: they point into
+ * the old file's mapping), then let the old store go. */
+static void replace_weights (const char *d, GPtrArray *tensors, VlmTensorStore *store)
+{
+    g_autofree char *tmp = g_build_filename (d, "model.safetensors.new", NULL);
+    vlm_test_write_safetensors (tmp, tensors);
+    g_autofree char *p = g_build_filename (d, "model.safetensors", NULL);
+    g_rename (tmp, p);
+    vlm_tensor_store_free (store);
+}
+
 static void write_altered (const char *d, const char *drop, const char *add)
 {
     VlmTensorStore *store;
@@ -249,11 +260,7 @@ static void write_altered (const char *d, const char *drop, const char *add)
     }
     if (extra.name)
         g_ptr_array_add (all, g_memdup2 (&extra, sizeof extra));
-    g_autofree char *tmp = g_build_filename (d, "model.safetensors.new", NULL);
-    vlm_test_write_safetensors (tmp, all);
-    g_autofree char *p = g_build_filename (d, "model.safetensors", NULL);
-    g_rename (tmp, p);
-    vlm_tensor_store_free (store);
+    replace_weights (d, all, store);
 }
 
 static void missing_tensor (const char *d)
@@ -278,11 +285,7 @@ static void misshaped_tensor (const char *d)
             t->nbytes /= 2;
         }
     }
-    g_autofree char *tmp = g_build_filename (d, "model.safetensors.new", NULL);
-    vlm_test_write_safetensors (tmp, all);
-    g_autofree char *p = g_build_filename (d, "model.safetensors", NULL);
-    g_rename (tmp, p);
-    vlm_tensor_store_free (store);
+    replace_weights (d, all, store);
 }
 
 static void no_vision_tensors (const char *d)
@@ -294,11 +297,7 @@ static void no_vision_tensors (const char *d)
         if (!g_str_has_prefix (t->name, "language_model."))
             g_ptr_array_remove_index (all, i);
     }
-    g_autofree char *tmp = g_build_filename (d, "model.safetensors.new", NULL);
-    vlm_test_write_safetensors (tmp, all);
-    g_autofree char *p = g_build_filename (d, "model.safetensors", NULL);
-    g_rename (tmp, p);
-    vlm_tensor_store_free (store);
+    replace_weights (d, all, store);
 }
 
 static void config_missing_key (const char *d)
