@@ -4,6 +4,7 @@
 #include "kernels.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 #define ROW(w, r) ((const guint8 *) (w)->data + (gsize) (r) * (w)->row_bytes)
 
@@ -121,6 +122,56 @@ static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
         y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }
 }
+
+/* Rows widened to float32 for the GEMM panels, 8 at a time; the last few
+ * (quantized rows can end mid-group) by the portable code. */
+#define FLOAT_WIDEN(NAME, T, LOAD)                                             \
+    static void NAME (const VlmMatrix *w, int r, float *out)                   \
+    {                                                                          \
+        const T *a = (const T *) ROW (w, r);                                   \
+        int j = 0;                                                             \
+        for (; j + 8 <= w->cols; j += 8)                                       \
+            _mm256_storeu_ps (out + j, LOAD (a + j));                          \
+        for (; j < w->cols; j++)                                               \
+            out[j] = vlm_matrix_get_element (w, r, j);                         \
+    }
+
+FLOAT_WIDEN (widen_bf16, guint16, load_bf16)
+FLOAT_WIDEN (widen_f16, guint16, load_f16)
+
+/* 8 codes at j of a row (j a multiple of 8; Q4: low nibble first). */
+static inline __m128i codes8_q8 (const guint8 *row, int j)
+{
+    return _mm_loadu_si64 (row + j);
+}
+
+static inline __m128i codes8_q4 (const guint8 *row, int j)
+{
+    gint32 four;
+    memcpy (&four, row + j / 2, 4);
+    __m128i v = _mm_cvtsi32_si128 (four), low = _mm_set1_epi8 (15);
+    return _mm_unpacklo_epi8 (_mm_and_si128 (v, low), _mm_and_si128 (_mm_srli_epi16 (v, 4), low));
+}
+
+#define QUANT_WIDEN(NAME, CODES)                                               \
+    static void NAME (const VlmMatrix *w, int r, float *out)                   \
+    {                                                                          \
+        const guint8 *row = ROW (w, r);                                        \
+        const guint16 *s = w->scales + (gsize) r * w->n_groups;                \
+        const guint16 *b = w->biases + (gsize) r * w->n_groups;                \
+        int j = 0;                                                             \
+        for (; j + 8 <= w->cols; j += 8) {                                     \
+            int k = j / w->group;                                              \
+            _mm256_storeu_ps (out + j, _mm256_fmadd_ps (u8x8 (CODES (row, j)), \
+                                                        _mm256_set1_ps (_cvtsh_ss (s[k])), \
+                                                        _mm256_set1_ps (_cvtsh_ss (b[k])))); \
+        }                                                                      \
+        for (; j < w->cols; j++)                                               \
+            out[j] = vlm_matrix_get_element (w, r, j);                         \
+    }
+
+QUANT_WIDEN (widen_q8, codes8_q8)
+QUANT_WIDEN (widen_q4, codes8_q4)
 
 /* See kernels_avx512.c: x split into even and odd elements per 32. */
 static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
@@ -263,5 +314,6 @@ const VlmKernels vlm_kernels_avx2 = {
     .name = "avx2",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_int, rows_q4_int },
     .prepare = { NULL, NULL, NULL, prepare_int, prepare_int },
+    .widen = { NULL, widen_bf16, widen_f16, widen_q8, widen_q4 },
     .gelu = gelu,
 };

@@ -24,6 +24,25 @@ gsize vlm_matrix_bytes (const VlmMatrix *m)
     return bytes;
 }
 
+float vlm_matrix_get_element (const VlmMatrix *w, int r, int j)
+{
+    const guint8 *row = (const guint8 *) w->data + (gsize) r * w->row_bytes;
+    switch (w->type) {
+    case VLM_MAT_F32:
+        return ((const float *) row)[j];
+    case VLM_MAT_BF16:
+        return vlm_bf16_to_f32 (((const guint16 *) row)[j]);
+    case VLM_MAT_F16:
+        return vlm_f16_to_f32 (((const guint16 *) row)[j]);
+    default: {
+        int k = j / w->group;
+        int q = w->type == VLM_MAT_Q8 ? row[j] : (row[j / 2] >> (4 * (j & 1))) & 15;
+        return vlm_f16_to_f32 (w->scales[(gsize) r * w->n_groups + k]) * q +
+               vlm_f16_to_f32 (w->biases[(gsize) r * w->n_groups + k]);
+    }
+    }
+}
+
 void vlm_matrix_get_row (const VlmMatrix *w, int r, float *out)
 {
     const guint8 *row = (const guint8 *) w->data + (gsize) r * w->row_bytes;
@@ -35,26 +54,10 @@ void vlm_matrix_get_row (const VlmMatrix *w, int r, float *out)
         for (int j = 0; j < w->cols; j++)
             out[j] = vlm_bf16_to_f32 (((const guint16 *) row)[j]);
         break;
-    case VLM_MAT_F16:
+    default:
         for (int j = 0; j < w->cols; j++)
-            out[j] = vlm_f16_to_f32 (((const guint16 *) row)[j]);
+            out[j] = vlm_matrix_get_element (w, r, j);
         break;
-    case VLM_MAT_Q8:
-    case VLM_MAT_Q4: {
-        const guint16 *s = w->scales + (gsize) r * w->n_groups;
-        const guint16 *b = w->biases + (gsize) r * w->n_groups;
-        for (int k = 0; k < w->n_groups; k++) {
-            float sk = vlm_f16_to_f32 (s[k]), bk = vlm_f16_to_f32 (b[k]);
-            int j0 = k * w->group, j1 = MIN (w->cols, j0 + w->group);
-            if (w->type == VLM_MAT_Q8)
-                for (int j = j0; j < j1; j++)
-                    out[j] = sk * row[j] + bk;
-            else
-                for (int j = j0; j < j1; j++)
-                    out[j] = sk * ((row[j / 2] >> (4 * (j & 1))) & 15) + bk;
-        }
-        break;
-    }
     }
 }
 
@@ -133,26 +136,50 @@ static void gemm_part (int ith, int nth, gpointer data)
     /* Panels of ~1M floats (4 MB, cache-friendly), in multiples of 16 rows. */
     int R = MIN (b - a, MAX (16, (1 << 20) / K / 16 * 16));
     float *panel = g_new (float, (gsize) R * K);
+    VlmWidenFunc widen = vlm_kernels_get ()->widen[w->type];
+    if (!widen)
+        widen = vlm_matrix_get_row;
     for (int r0 = a; r0 < b; r0 += R) {
         int n = MIN (R, b - r0);
         for (int i = 0; i < n; i++)
-            vlm_matrix_get_row (w, r0 + i, panel + (gsize) i * K);
+            widen (w, r0 + i, panel + (gsize) i * K);
         cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->M, n, K, 1.0f, j->x, K,
                      panel, K, 0.0f, j->y + r0, N);
     }
     g_free (panel);
 }
 
+typedef struct {
+    const VlmMatrix *w;
+    const VlmGemm *gemm;
+    gpointer packed;
+    float *y;
+} StoredGemmJob;
+
+static void stored_gemm_part (int ith, int nth, gpointer data)
+{
+    const StoredGemmJob *j = data;
+    int a, b;
+    vlm_split (j->w->rows, ith, nth, 64, &a, &b);
+    if (a < b)
+        j->gemm->rows (j->w, j->packed, j->y, a, b);
+}
+
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y)
 {
     int N = w->rows;
+    const VlmGemm *gemm = vlm_kernels_get ()->gemm[w->type];
+    gboolean big = (gsize) w->rows * w->cols * M >= (1 << 18);
     if (M == 1) {
         gemv (pool, w, x, y);
+    } else if (gemm && w->cols % 2 == 0) {
+        StoredGemmJob job = { w, gemm, gemm->pack (x, M, w->cols), y };
+        vlm_thread_pool_run (big ? pool : NULL, stored_gemm_part, &job);
+        gemm->free (job.packed);
     } else {
         GemmJob job = { w, x, M, y };
-        vlm_thread_pool_run ((gsize) w->rows * w->cols * M >= (1 << 18) ? pool : NULL,
-                             gemm_part, &job);
+        vlm_thread_pool_run (big ? pool : NULL, gemm_part, &job);
     }
     if (b)
         for (int i = 0; i < M; i++)

@@ -46,6 +46,8 @@ void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y);
 /* One row of W as float32 (an embedding lookup). */
 void vlm_matrix_get_row (const VlmMatrix *w, int row, float *out);
+/* W[row, col] as float32. */
+float vlm_matrix_get_element (const VlmMatrix *w, int row, int col);
 
 /* A Q8/Q4 matrix [rows, cols] with groups of 32, to be filled by
  * vlm_matrix_quantize_rows. Returns storage the caller frees with g_free

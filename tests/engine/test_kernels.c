@@ -1,7 +1,8 @@
 /* test_kernels.c - every SIMD kernel set this CPU runs agrees with the
  * portable C kernels on every weight format, over ragged sizes; quantized
- * weights dequantize within half a step; the GEMM path (float32 panels)
- * agrees with the GEMV path. */
+ * weights dequantize within half a step; rows widened for GEMM panels are
+ * the portable ones; the GEMM paths agree with float64 and with the GEMV
+ * path. */
 #include "kernels.h"
 #include "matrix.h"
 #include "threadpool.h"
@@ -53,6 +54,8 @@ static VlmMatrix make (VlmMatType type, const float *w, int rows, int cols, gpoi
 
 static gboolean cpu_runs (const VlmKernels *k)
 {
+    if (k == &vlm_kernels_avx512_bf16)
+        return cpu_runs (&vlm_kernels_avx512_vnni) && __builtin_cpu_supports ("avx512bf16");
     if (k == &vlm_kernels_avx512_vnni)
         return cpu_runs (&vlm_kernels_avx512) && __builtin_cpu_supports ("avx512vnni");
     if (k == &vlm_kernels_avx512)
@@ -68,7 +71,7 @@ static gboolean cpu_runs (const VlmKernels *k)
 static void test_sets_agree (void)
 {
     const VlmKernels *sets[] = { &vlm_kernels_avx2, &vlm_kernels_avx512,
-                                 &vlm_kernels_avx512_vnni };
+                                 &vlm_kernels_avx512_vnni, &vlm_kernels_avx512_bf16 };
     const int sizes[][2] = { { 1, 32 }, { 5, 64 }, { 37, 100 }, { 9, 4304 }, { 3, 33 },
                              { 17, 7 }, { 4, 1152 }, { 6, 2048 }, { 3, 544 } };
     int checked = 0;
@@ -104,6 +107,19 @@ static void test_sets_agree (void)
                         g_error ("%s %s %dx%d row %d: %g vs %g", sets[s]->name,
                                  vlm_mat_type_name (t), rows, cols, r, got[r], want[r]);
                 }
+                /* GEMM panels: the widened rows are the portable ones (a
+                 * fused multiply-add may round the dequantization once less) */
+                float *row = g_new (float, cols), *ref = g_new (float, cols);
+                for (int r = 0; sets[s]->widen[t] && r < rows; r++) {
+                    sets[s]->widen[t] (&m, r, row);
+                    vlm_matrix_get_row (&m, r, ref);
+                    for (int j = 0; j < cols; j++)
+                        if (fabsf (row[j] - ref[j]) > 1e-6f * (1 + fabsf (ref[j])))
+                            g_error ("%s %s %dx%d widened [%d, %d]: %g vs %g", sets[s]->name,
+                                     vlm_mat_type_name (t), rows, cols, r, j, row[j], ref[j]);
+                }
+                g_free (row);
+                g_free (ref);
                 checked++;
                 g_free (keep);
                 g_free (w);
@@ -156,35 +172,60 @@ static void test_quantize_roundtrip (void)
     g_free (row);
 }
 
+/* The GEMM path (float32 panels and cblas_sgemm, or the CPU's GEMM for the
+ * stored type) against a float64 product with the matrix as stored, and
+ * against the GEMV path, over tile and block edges and an odd width. */
 static void test_gemm_matches_gemv (void)
 {
     VlmThreadPool *pool = vlm_thread_pool_new (2);
-    int M = 5, rows = 300, cols = 1024; /* big enough to be split among threads */
-    float *w = g_new (float, rows * cols), *x = g_new (float, M * cols),
-          *b = g_new (float, rows), *y = g_new (float, M * rows), *y1 = g_new (float, rows);
-    for (int i = 0; i < rows * cols; i++)
-        w[i] = rnd ();
-    for (int i = 0; i < M * cols; i++)
-        x[i] = rnd ();
-    for (int i = 0; i < rows; i++)
-        b[i] = rnd ();
-    for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4; t++) {
-        gpointer keep;
-        VlmMatrix m = make (t, w, rows, cols, &keep);
-        vlm_matrix_mul (pool, &m, x, M, b, y);
-        for (int i = 0; i < M; i++) {
-            vlm_matrix_mul (pool, &m, x + i * cols, 1, b, y1);
-            for (int r = 0; r < rows; r++)
-                g_assert_cmpfloat (fabsf (y[i * rows + r] - y1[r]), <=, 1e-5f * (cols + 8));
+    const int shapes[][3] = { { 5, 300, 1024 }, { 37, 301, 1000 }, { 33, 130, 588 },
+                              { 2, 70, 33 } }; /* M, rows, cols */
+    for (guint z = 0; z < G_N_ELEMENTS (shapes); z++) {
+        int M = shapes[z][0], rows = shapes[z][1], cols = shapes[z][2];
+        float *w = g_new (float, rows * cols), *x = g_new (float, M * cols),
+              *b = g_new (float, rows), *y = g_new (float, M * rows), *y1 = g_new (float, rows),
+              *wr = g_new (float, cols);
+        for (int i = 0; i < rows * cols; i++)
+            w[i] = rnd ();
+        for (int i = 0; i < M * cols; i++)
+            x[i] = rnd ();
+        for (int i = 0; i < rows; i++)
+            b[i] = rnd ();
+        for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4; t++) {
+            gpointer keep;
+            VlmMatrix m = make (t, w, rows, cols, &keep);
+            vlm_matrix_mul (pool, &m, x, M, b, y);
+            for (int r = 0; r < rows; r++) {
+                vlm_matrix_get_row (&m, r, wr);
+                for (int i = 0; i < M; i++) {
+                    double ref = b[r], mag = fabs (b[r]);
+                    for (int j = 0; j < cols; j++) {
+                        ref += (double) wr[j] * x[i * cols + j];
+                        mag += fabs ((double) wr[j] * x[i * cols + j]);
+                    }
+                    /* float32 accumulation: observed <= 1.3e-7 */
+                    if (fabs (y[i * rows + r] - ref) > 5e-7 * mag)
+                        g_error ("%s %dx%dx%d y[%d, %d] = %.9g, float64 %.9g (of %g)",
+                                 vlm_mat_type_name (t), M, rows, cols, i, r, y[i * rows + r],
+                                 ref, mag);
+                }
+            }
+            for (int i = 0; i < M; i++) {
+                vlm_matrix_mul (pool, &m, x + i * cols, 1, b, y1);
+                for (int r = 0; r < rows; r++)
+                    g_assert_cmpfloat (fabsf (y[i * rows + r] - y1[r]), <=, 1e-5f * (cols + 8));
+            }
+            g_free (keep);
         }
-        g_free (keep);
+        g_free (w);
+        g_free (x);
+        g_free (b);
+        g_free (y);
+        g_free (y1);
+        g_free (wr);
     }
+    g_test_message ("GEMM with %s kernels", vlm_kernels_get ()->name);
     vlm_thread_pool_free (pool);
-    g_free (w);
-    g_free (x);
-    g_free (b);
-    g_free (y);
-    g_free (y1);
 }
 
 static void test_f16_conversion (void)
