@@ -13,22 +13,24 @@ typedef void (*VlmRowsFunc) (const VlmMatrix *w, const float *x,
                              int r0, int r1);
 /* Once per product, before the rows: x rearranged for a kernel (or NULL). */
 typedef gpointer (*VlmPrepareFunc) (const VlmMatrix *w, const float *x);
-/* Row r of W as float32 (the panels of a GEMM). */
-typedef void (*VlmWidenFunc) (const VlmMatrix *w, int r, float *out);
+/* W[r, j0 .. j1) as float32 (the panels of a GEMM); j0 a multiple of 16. */
+typedef void (*VlmWidenFunc) (const VlmMatrix *w, int r, int j0, int j1, float *out);
 
-/* A GEMM for one weight type as stored (no float32 panels): x [M, K] is
- * packed once per product, then each thread computes y[:, r0 .. r1). */
+/* The engine's own GEMM: x [M, K] is packed once per product (its part by
+ * each thread, x read until free), then each thread computes y[:, r0 .. r1)
+ * with the weights as stored. */
 typedef struct {
-    gpointer (*pack) (const float *x, int M, int K);     /* K even */
+    gpointer (*pack_new) (const float *x, int M, int K);
+    void (*pack_part) (gpointer packed, int ith, int nth);
     void (*rows) (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1);
     void (*free) (gpointer packed);
 } VlmGemm;
 
 typedef struct {
-    const char *name;              /* "avx512-bf16", "avx512-vnni", "avx512", "avx2", "generic" */
+    const char *name;              /* "avx512-vnni", "avx512", "avx2", "generic" */
     VlmRowsFunc rows[5];           /* by VlmMatType */
     VlmPrepareFunc prepare[5];     /* NULL: none */
-    VlmWidenFunc widen[5];         /* NULL: vlm_matrix_get_row */
+    VlmWidenFunc widen[5];
     const VlmGemm *gemm[5];        /* NULL: float32 panels and cblas_sgemm */
     /* x[i] = gelu_tanh (x[i]) (* mul[i] if mul) for i < n */
     void (*gelu) (float *x, const float *mul, gsize n);
@@ -38,11 +40,10 @@ extern const VlmKernels vlm_kernels_generic;
 extern const VlmKernels vlm_kernels_avx2;
 extern const VlmKernels vlm_kernels_avx512;
 extern const VlmKernels vlm_kernels_avx512_vnni;
-extern const VlmKernels vlm_kernels_avx512_bf16;  /* vnni + the BF16 GEMM */
-extern const VlmGemm vlm_gemm_bf16_avx512bf16;
+extern const VlmGemm vlm_gemm_avx512;
 
-/* The best set this CPU runs (VLM_KERNELS=generic|avx2|avx512|avx512-vnni|
- * avx512-bf16 overrides, within what the CPU supports). */
+/* The best set this CPU runs (VLM_KERNELS=generic|avx2|avx512|avx512-vnni
+ * overrides, within what the CPU supports). */
 const VlmKernels *vlm_kernels_get (void);
 
 /* Scalar helpers shared by the sets. */

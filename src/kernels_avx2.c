@@ -126,16 +126,17 @@ static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
 /* Rows widened to float32 for the GEMM panels, 8 at a time; the last few
  * (quantized rows can end mid-group) by the portable code. */
 #define FLOAT_WIDEN(NAME, T, LOAD)                                             \
-    static void NAME (const VlmMatrix *w, int r, float *out)                   \
+    static void NAME (const VlmMatrix *w, int r, int j0, int j1, float *out)   \
     {                                                                          \
         const T *a = (const T *) ROW (w, r);                                   \
-        int j = 0;                                                             \
-        for (; j + 8 <= w->cols; j += 8)                                       \
-            _mm256_storeu_ps (out + j, LOAD (a + j));                          \
-        for (; j < w->cols; j++)                                               \
-            out[j] = vlm_matrix_get_element (w, r, j);                         \
+        int j = j0;                                                            \
+        for (; j + 8 <= j1; j += 8)                                            \
+            _mm256_storeu_ps (out + j - j0, LOAD (a + j));                     \
+        for (; j < j1; j++)                                                    \
+            out[j - j0] = vlm_matrix_get_element (w, r, j);                    \
     }
 
+FLOAT_WIDEN (widen_f32, float, load_f32)
 FLOAT_WIDEN (widen_bf16, guint16, load_bf16)
 FLOAT_WIDEN (widen_f16, guint16, load_f16)
 
@@ -153,21 +154,23 @@ static inline __m128i codes8_q4 (const guint8 *row, int j)
     return _mm_unpacklo_epi8 (_mm_and_si128 (v, low), _mm_and_si128 (_mm_srli_epi16 (v, 4), low));
 }
 
+/* j0 a multiple of 8 (codes are read 8 at a time). */
 #define QUANT_WIDEN(NAME, CODES)                                               \
-    static void NAME (const VlmMatrix *w, int r, float *out)                   \
+    static void NAME (const VlmMatrix *w, int r, int j0, int j1, float *out)   \
     {                                                                          \
         const guint8 *row = ROW (w, r);                                        \
         const guint16 *s = w->scales + (gsize) r * w->n_groups;                \
         const guint16 *b = w->biases + (gsize) r * w->n_groups;                \
-        int j = 0;                                                             \
-        for (; j + 8 <= w->cols; j += 8) {                                     \
+        int j = j0;                                                            \
+        for (; j + 8 <= j1; j += 8) {                                          \
             int k = j / w->group;                                              \
-            _mm256_storeu_ps (out + j, _mm256_fmadd_ps (u8x8 (CODES (row, j)), \
-                                                        _mm256_set1_ps (_cvtsh_ss (s[k])), \
-                                                        _mm256_set1_ps (_cvtsh_ss (b[k])))); \
+            _mm256_storeu_ps (out + j - j0,                                    \
+                              _mm256_fmadd_ps (u8x8 (CODES (row, j)),          \
+                                               _mm256_set1_ps (_cvtsh_ss (s[k])), \
+                                               _mm256_set1_ps (_cvtsh_ss (b[k])))); \
         }                                                                      \
-        for (; j < w->cols; j++)                                               \
-            out[j] = vlm_matrix_get_element (w, r, j);                         \
+        for (; j < j1; j++)                                                    \
+            out[j - j0] = vlm_matrix_get_element (w, r, j);                    \
     }
 
 QUANT_WIDEN (widen_q8, codes8_q8)
@@ -314,6 +317,6 @@ const VlmKernels vlm_kernels_avx2 = {
     .name = "avx2",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_int, rows_q4_int },
     .prepare = { NULL, NULL, NULL, prepare_int, prepare_int },
-    .widen = { NULL, widen_bf16, widen_f16, widen_q8, widen_q4 },
+    .widen = { widen_f32, widen_bf16, widen_f16, widen_q8, widen_q4 },
     .gelu = gelu,
 };

@@ -191,17 +191,21 @@ static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
 
 /* Rows widened to float32 for the GEMM panels: 16 at a time, the tail
  * masked (quantized rows end mid-group when cols is not a multiple). */
+static inline __mmask16 first_n (int n)
+{
+    return n >= 16 ? 0xffff : (__mmask16) ((1u << n) - 1);
+}
+
 #define FLOAT_WIDEN(NAME, T, LOAD_TAIL)                                        \
-    static void NAME (const VlmMatrix *w, int r, float *out)                   \
+    static void NAME (const VlmMatrix *w, int r, int j0, int j1, float *out)   \
     {                                                                          \
         const T *a = (const T *) ROW (w, r);                                   \
-        for (int j = 0; j < w->cols; j += 16) {                                \
-            __mmask16 m = w->cols - j >= 16 ? 0xffff                           \
-                                            : (__mmask16) ((1u << (w->cols - j)) - 1); \
-            _mm512_mask_storeu_ps (out + j, m, LOAD_TAIL (a + j, m));          \
-        }                                                                      \
+        for (int j = j0; j < j1; j += 16)                                      \
+            _mm512_mask_storeu_ps (out + j - j0, first_n (j1 - j),             \
+                                   LOAD_TAIL (a + j, first_n (j1 - j)));       \
     }
 
+FLOAT_WIDEN (widen_f32, float, load_f32_tail)
 FLOAT_WIDEN (widen_bf16, guint16, load_bf16_tail)
 FLOAT_WIDEN (widen_f16, guint16, load_f16_tail)
 
@@ -217,20 +221,19 @@ static inline __m128i codes16_q4 (const guint8 *row, int j)
     return _mm_unpacklo_epi8 (_mm_and_si128 (v, low), _mm_and_si128 (_mm_srli_epi16 (v, 4), low));
 }
 
+/* j0 a multiple of 16 (codes are read 16 at a time from whole groups). */
 #define QUANT_WIDEN(NAME, CODES)                                               \
-    static void NAME (const VlmMatrix *w, int r, float *out)                   \
+    static void NAME (const VlmMatrix *w, int r, int j0, int j1, float *out)   \
     {                                                                          \
         const guint8 *row = ROW (w, r);                                        \
         const guint16 *s = w->scales + (gsize) r * w->n_groups;                \
         const guint16 *b = w->biases + (gsize) r * w->n_groups;                \
-        for (int j = 0; j < w->cols; j += 16) {                                \
+        for (int j = j0; j < j1; j += 16) {                                    \
             int k = j / w->group;                                              \
-            __mmask16 m = w->cols - j >= 16 ? 0xffff                           \
-                                            : (__mmask16) ((1u << (w->cols - j)) - 1); \
             __m512 v = _mm512_fmadd_ps (u8x16 (CODES (row, j)),                \
                                         _mm512_set1_ps (_cvtsh_ss (s[k])),     \
                                         _mm512_set1_ps (_cvtsh_ss (b[k])));    \
-            _mm512_mask_storeu_ps (out + j, m, v);                             \
+            _mm512_mask_storeu_ps (out + j - j0, first_n (j1 - j), v);         \
         }                                                                      \
     }
 
@@ -259,7 +262,9 @@ static void gelu (float *x, const float *mul, gsize n)
 const VlmKernels vlm_kernels_avx512 = {
     .name = "avx512",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8, rows_q4 },
-    .widen = { NULL, widen_bf16, widen_f16, widen_q8, widen_q4 },
+    .widen = { widen_f32, widen_bf16, widen_f16, widen_q8, widen_q4 },
+    .gemm = { &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512,
+              &vlm_gemm_avx512 },
     .gelu = gelu,
 };
 
@@ -374,15 +379,8 @@ const VlmKernels vlm_kernels_avx512_vnni = {
     .name = "avx512-vnni",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_vnni, rows_q4_vnni },
     .prepare = { NULL, NULL, NULL, prepare_vnni, prepare_vnni },
-    .widen = { NULL, widen_bf16, widen_f16, widen_q8, widen_q4 },
-    .gelu = gelu,
-};
-
-const VlmKernels vlm_kernels_avx512_bf16 = {
-    .name = "avx512-bf16",
-    .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_vnni, rows_q4_vnni },
-    .prepare = { NULL, NULL, NULL, prepare_vnni, prepare_vnni },
-    .widen = { NULL, widen_bf16, widen_f16, widen_q8, widen_q4 },
-    .gemm = { NULL, &vlm_gemm_bf16_avx512bf16 },
+    .widen = { widen_f32, widen_bf16, widen_f16, widen_q8, widen_q4 },
+    .gemm = { &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512,
+              &vlm_gemm_avx512 },
     .gelu = gelu,
 };

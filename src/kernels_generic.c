@@ -158,8 +158,15 @@ VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
     return p;
 }
 
+static void widen_any (const VlmMatrix *w, int r, int j0, int j1, float *out)
+{
+    for (int j = j0; j < j1; j++)
+        out[j - j0] = vlm_matrix_get_element (w, r, j);
+}
+
 const VlmKernels vlm_kernels_generic = {
     .name = "generic",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_quant, rows_quant },
+    .widen = { widen_any, widen_any, widen_any, widen_any, widen_any },
     .gelu = vlm_gelu_generic,
 };

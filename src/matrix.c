@@ -1,6 +1,6 @@
-/* matrix.c - products with weight matrices in their stored format: GEMV on
- * the session's threads with the CPU's row kernels, GEMM through cblas on
- * float32 panels, load-time quantization. */
+/* matrix.c - products with weight matrices in their stored format, on the
+ * session's threads: GEMV with the CPU's row kernels, GEMM with the CPU's
+ * GEMM kernel or through cblas on float32 panels; load-time quantization. */
 #include "matrix.h"
 
 #include "kernels.h"
@@ -137,12 +137,10 @@ static void gemm_part (int ith, int nth, gpointer data)
     int R = MIN (b - a, MAX (16, (1 << 20) / K / 16 * 16));
     float *panel = g_new (float, (gsize) R * K);
     VlmWidenFunc widen = vlm_kernels_get ()->widen[w->type];
-    if (!widen)
-        widen = vlm_matrix_get_row;
     for (int r0 = a; r0 < b; r0 += R) {
         int n = MIN (R, b - r0);
         for (int i = 0; i < n; i++)
-            widen (w, r0 + i, panel + (gsize) i * K);
+            widen (w, r0 + i, 0, K, panel + (gsize) i * K);
         cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->M, n, K, 1.0f, j->x, K,
                      panel, K, 0.0f, j->y + r0, N);
     }
@@ -155,6 +153,12 @@ typedef struct {
     gpointer packed;
     float *y;
 } StoredGemmJob;
+
+static void pack_part (int ith, int nth, gpointer data)
+{
+    const StoredGemmJob *j = data;
+    j->gemm->pack_part (j->packed, ith, nth);
+}
 
 static void stored_gemm_part (int ith, int nth, gpointer data)
 {
@@ -173,8 +177,9 @@ void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
     gboolean big = (gsize) w->rows * w->cols * M >= (1 << 18);
     if (M == 1) {
         gemv (pool, w, x, y);
-    } else if (gemm && w->cols % 2 == 0) {
-        StoredGemmJob job = { w, gemm, gemm->pack (x, M, w->cols), y };
+    } else if (gemm) {
+        StoredGemmJob job = { w, gemm, gemm->pack_new (x, M, w->cols), y };
+        vlm_thread_pool_run (big ? pool : NULL, pack_part, &job);
         vlm_thread_pool_run (big ? pool : NULL, stored_gemm_part, &job);
         gemm->free (job.packed);
     } else {

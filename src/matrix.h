@@ -38,10 +38,10 @@ const char *vlm_mat_type_name (VlmMatType t);
 gsize vlm_matrix_bytes (const VlmMatrix *m);
 
 /* y[M, rows] = x[M, cols] . W^T (+ b), the rows of W split among the
- * pool's threads. M = 1 runs the row kernels; M > 1 runs single-threaded
- * cblas_sgemm on each thread's rows, converting W to float32 a panel at a
- * time when it is not float32. One threading layer: OpenBLAS is kept to one
- * thread (vlm_session_new). */
+ * pool's threads. M = 1 runs the row kernels (GEMV); M > 1 runs the CPU's
+ * GEMM kernel on the weights as stored where it has one (AVX-512), else
+ * single-threaded cblas_sgemm on float32 panels of each thread's rows. One
+ * threading layer: OpenBLAS is kept to one thread (vlm_session_new). */
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y);
 /* One row of W as float32 (an embedding lookup). */

@@ -20,7 +20,6 @@ static const VlmKernels *choose (void)
     gboolean avx512 = avx2 && __builtin_cpu_supports ("avx512f") &&
                       __builtin_cpu_supports ("avx512bw") && __builtin_cpu_supports ("avx512vl");
     gboolean vnni = avx512 && __builtin_cpu_supports ("avx512vnni");
-    gboolean bf16 = vnni && __builtin_cpu_supports ("avx512bf16");
     const char *want = g_getenv ("VLM_KERNELS");
     /* A request for a set the CPU lacks falls back to the best it has. */
     if (want && strcmp (want, "generic") == 0)
@@ -29,10 +28,6 @@ static const VlmKernels *choose (void)
         return &vlm_kernels_avx2;
     if (want && strcmp (want, "avx512") == 0 && avx512)
         return &vlm_kernels_avx512;
-    if (want && strcmp (want, "avx512-vnni") == 0 && vnni)
-        return &vlm_kernels_avx512_vnni;
-    if (bf16)
-        return &vlm_kernels_avx512_bf16;
     if (vnni)
         return &vlm_kernels_avx512_vnni;
     if (avx512)
