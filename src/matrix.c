@@ -213,9 +213,9 @@ static void quantize_part (int ith, int nth, gpointer data)
         for (int k = 0; k < n_groups; k++) {
             int j0 = k * g, j1 = MIN (cols, j0 + g);
             float lo = row[j0], hi = row[j0];
-            for (int j = j0; j < j1; j++) {
-                lo = fminf (lo, row[j]);
-                hi = fmaxf (hi, row[j]);
+            for (int j = j0; j < j1; j++) { /* not fminf: a libm call per weight */
+                lo = row[j] < lo ? row[j] : lo;
+                hi = row[j] > hi ? row[j] : hi;
             }
             /* Codes are computed against the rounded f16 scale and offset,
              * so that dequantization reproduces them exactly. */
