@@ -63,17 +63,20 @@ void vlm_gelu_generic (float *x, const float *mul, gsize n);
 /* x for integer dot products with Q8/Q4 codes: in subgroups of 32, x ~
  * dx (xh + xl / residual) with int8 xh, xl in [-range, range] (xl the
  * rounding residual of xh: about 16 bits of precision for 127/256).
- * Q4 subgroups come as their 16 even elements, then their 16 odd ones,
- * the order a row's nibbles unpack to. */
+ * Q4 subgroups come in blocks of q4_block (the last few, and every one
+ * when q4_block is 1, in blocks of 1): the block's 16 even elements of
+ * each subgroup, then their 16 odd ones — the order a row's nibbles
+ * unpack to, 16 bytes per subgroup. */
 typedef struct {
     int nsub;
     gint8 *xh, *xl;  /* [nsub * 32] */
     float *dx;       /* [nsub * 8]: each subgroup's step, 8 times */
+    float *dx4;      /* [nsub * 4]: each subgroup's step, 4 times */
 } VlmIntX;
 
 /* NULL (use float kernels) unless the groups are 32 or 64 wide. */
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
-                        float residual);
+                        float residual, int q4_block);
 guint16 vlm_f32_to_f16 (float f);
 
 #endif

@@ -241,7 +241,7 @@ static void gelu (float *x, const float *mul, gsize n)
  * part moves into the offset term. */
 static gpointer prepare_int (const VlmMatrix *w, const float *x)
 {
-    return vlm_int_x_new (w, x, 127, 256.0f);
+    return vlm_int_x_new (w, x, 127, 256.0f, 1);
 }
 
 static inline __m256i madd_pairs (__m256i u, const gint8 *x)

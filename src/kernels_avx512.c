@@ -279,7 +279,7 @@ const VlmKernels vlm_kernels_avx512 = {
 
 static gpointer prepare_vnni (const VlmMatrix *w, const float *x)
 {
-    return vlm_int_x_new (w, x, 127, 256.0f);
+    return vlm_int_x_new (w, x, 127, 256.0f, 4);
 }
 
 /* 64 codes (two subgroups) as bytes in the order the prepared x has. */
@@ -312,46 +312,87 @@ static inline __m256i codes_q4_one (const guint8 *row, int sb)
     return _mm256_set_m128i (_mm_and_si128 (_mm_srli_epi16 (v, 4), low), _mm_and_si128 (v, low));
 }
 
-#define VNNI_ROWS(NAME, CODES, CODES_ONE, FALLBACK)                             \
+/* The row's group scales, 16 groups at a time, and the lanes of the
+ * group each int32 lane of a product belongs to. */
+typedef struct {
+    const guint16 *s;
+    int n_groups, chunk;
+    __m512 v;
+} ScaleChunk;
+
+static inline __m512 scales_at (ScaleChunk *c, int grp, __m512i lanes)
+{
+    if (grp / 16 != c->chunk) {
+        c->chunk = grp / 16;
+        int left = c->n_groups - 16 * c->chunk;
+        c->v = left >= 16 ? load_f16 (c->s + 16 * c->chunk)
+                          : load_f16_tail (c->s + 16 * c->chunk, (__mmask16) ((1u << left) - 1));
+    }
+    return _mm512_permutexvar_ps (_mm512_add_epi32 (lanes, _mm512_set1_epi32 (grp % 16)), c->v);
+}
+
+/* f = h + l / 256 of the two parts' integer sums. */
+static inline __m512 combine_parts (__m512i h, __m512i l)
+{
+    return _mm512_fmadd_ps (_mm512_cvtepi32_ps (l), _mm512_set1_ps (1.0f / 256.0f),
+                            _mm512_cvtepi32_ps (h));
+}
+
+/* Q4, four subgroups (64 bytes of codes) at once: the low nibbles are the
+ * subgroups' even elements, the high ones their odd elements, which the
+ * prepared x has in the same order; int32 lane i sums subgroup i / 4. */
+VNNI static inline __m512 q4_block4 (const guint8 *row, const VlmIntX *p, int sb,
+                                     ScaleChunk *sc, int group, __m512i lanes)
+{
+    const __m512i low = _mm512_set1_epi8 (15);
+    __m512i v = _mm512_loadu_si512 (row + (gsize) sb * 16);
+    __m512i even = _mm512_and_si512 (v, low);
+    __m512i odd = _mm512_and_si512 (_mm512_srli_epi16 (v, 4), low);
+    const gint8 *xh = p->xh + (gsize) sb * 32, *xl = p->xl + (gsize) sb * 32;
+    __m512i h = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), even, _mm512_loadu_si512 (xh));
+    h = _mm512_dpbusd_epi32 (h, odd, _mm512_loadu_si512 (xh + 64));
+    __m512i l = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), even, _mm512_loadu_si512 (xl));
+    l = _mm512_dpbusd_epi32 (l, odd, _mm512_loadu_si512 (xl + 64));
+    __m512 scale = _mm512_mul_ps (_mm512_loadu_ps (p->dx4 + (gsize) sb * 4),
+                                  scales_at (sc, sb * 32 / group, lanes));
+    return _mm512_mul_ps (combine_parts (h, l), scale);
+}
+
+#define VNNI_ROWS(NAME, CODES, CODES_ONE, FALLBACK, BLOCK4)                     \
     VNNI static void NAME (const VlmMatrix *w, const float *x, const float *xg, \
                            const void *prep, float *y, int r0, int r1)          \
     {                                                                           \
-        const VlmIntX *p = prep;                                                  \
+        const VlmIntX *p = prep;                                                \
         if (!p) {                                                               \
             FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
             return;                                                             \
         }                                                                       \
-        /* pair of subgroups -> lanes of the group scales vector */            \
-        int per_pair = w->group == 32 ? 2 : 1;                                  \
-        const __m512i first = w->group == 32                                    \
+        /* int32 lane -> group, relative to the first group of the step */      \
+        const __m512i pair_lanes = w->group == 32                               \
             ? _mm512_set_epi32 (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0) \
             : _mm512_setzero_si512 ();                                          \
-        const __m512 inv256 = _mm512_set1_ps (1.0f / 256.0f);                   \
+        const __m512i block_lanes = w->group == 32                              \
+            ? _mm512_set_epi32 (3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0) \
+            : _mm512_set_epi32 (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0); \
         for (int r = r0; r < r1; r++) {                                         \
             const guint8 *row = ROW (w, r);                                     \
             const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
-            __m512 acc = _mm512_setzero_ps (), sv = _mm512_setzero_ps ();      \
-            __m512i idx = first;                                                \
+            ScaleChunk sc = { s, w->n_groups, -1 };                             \
+            __m512 acc = _mm512_setzero_ps ();                                  \
             int sb = 0;                                                         \
+            if (BLOCK4)                                                         \
+                for (; sb + 4 <= p->nsub; sb += 4)                              \
+                    acc = _mm512_add_ps (acc, q4_block4 (row, p, sb, &sc, w->group, \
+                                                         block_lanes));         \
             for (; sb + 2 <= p->nsub; sb += 2) {                                \
-                int grp = sb * 32 / w->group;                                   \
-                if (grp % 16 == 0 && (sb == 0 || (sb - 2) * 32 / w->group != grp)) { \
-                    int left = w->n_groups - grp;                               \
-                    sv = left >= 16 ? load_f16 (s + grp)                        \
-                                    : load_f16_tail (s + grp, (__mmask16) ((1u << left) - 1)); \
-                    idx = first;                                                \
-                }                                                               \
                 __m512i c = CODES (row, sb);                                    \
                 __m512i h = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), c,    \
                                                  _mm512_loadu_si512 (p->xh + (gsize) sb * 32)); \
                 __m512i l = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), c,    \
                                                  _mm512_loadu_si512 (p->xl + (gsize) sb * 32)); \
-                __m512 f = _mm512_fmadd_ps (_mm512_cvtepi32_ps (l), inv256,     \
-                                            _mm512_cvtepi32_ps (h));            \
                 __m512 scale = _mm512_mul_ps (_mm512_loadu_ps (p->dx + (gsize) sb * 8), \
-                                              _mm512_permutexvar_ps (idx, sv)); \
-                acc = _mm512_fmadd_ps (f, scale, acc);                          \
-                idx = _mm512_add_epi32 (idx, _mm512_set1_epi32 (per_pair));     \
+                                              scales_at (&sc, sb * 32 / w->group, pair_lanes)); \
+                acc = _mm512_fmadd_ps (combine_parts (h, l), scale, acc);       \
             }                                                                   \
             float t = _mm512_reduce_add_ps (acc);                               \
             if (sb < p->nsub) {                                                 \
@@ -372,8 +413,8 @@ static inline __m256i codes_q4_one (const guint8 *row, int sb)
         }                                                                       \
     }
 
-VNNI_ROWS (rows_q8_vnni, codes_q8, codes_q8_one, rows_q8)
-VNNI_ROWS (rows_q4_vnni, codes_q4, codes_q4_one, rows_q4)
+VNNI_ROWS (rows_q8_vnni, codes_q8, codes_q8_one, rows_q8, FALSE)
+VNNI_ROWS (rows_q4_vnni, codes_q4, codes_q4_one, rows_q4, TRUE)
 
 const VlmKernels vlm_kernels_avx512_vnni = {
     .name = "avx512-vnni",

@@ -129,31 +129,37 @@ void vlm_gelu_generic (float *x, const float *mul, gsize n)
 }
 
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
-                        float residual)
+                        float residual, int q4_block)
 {
     if (w->group != 32 && w->group != 64)
         return NULL;
-    int nsub = w->n_groups * w->group / 32;
-    VlmIntX *p = g_malloc (sizeof (VlmIntX) + (gsize) nsub * (64 + 32) + 64);
+    int nsub = w->n_groups * w->group / 32, blocks = q4_block > 1 ? nsub / q4_block : 0;
+    VlmIntX *p = g_malloc (sizeof (VlmIntX) + (gsize) nsub * (64 + 32 + 16) + 64);
     p->nsub = nsub;
     p->dx = (float *) (p + 1);
-    p->xh = (gint8 *) (p->dx + (gsize) nsub * 8);
+    p->dx4 = p->dx + (gsize) nsub * 8;
+    p->xh = (gint8 *) (p->dx4 + (gsize) nsub * 4);
     p->xl = p->xh + (gsize) nsub * 32;
     for (int s = 0; s < nsub; s++) {
-        float v[32], m = 0;
-        for (int i = 0; i < 32; i++) {
-            int src = w->type == VLM_MAT_Q4 ? (i < 16 ? 2 * i : 2 * (i - 16) + 1) : i;
-            v[i] = x[s * 32 + src];
-            m = MAX (m, fabsf (v[i]));
-        }
+        float m = 0;
+        for (int i = 0; i < 32; i++)
+            m = MAX (m, fabsf (x[s * 32 + i]));
         float dx = m > 0 ? m / range : 1.0f;
+        /* where element i of subgroup s goes: Q4 subgroups in blocks of
+         * B (B = q4_block for whole blocks, else 1) as the B subgroups'
+         * even elements, then their odd ones */
+        int b = blocks && s < blocks * q4_block ? q4_block : 1, s0 = s / b * b;
         for (int i = 0; i < 32; i++) {
-            float t = v[i] / dx, h = rintf (t);
-            p->xh[s * 32 + i] = (gint8) h;
-            p->xl[s * 32 + i] = (gint8) CLAMP (rintf ((t - h) * residual), -range, range);
+            int at = w->type == VLM_MAT_Q4 ? s0 * 32 + (i & 1) * 16 * b + (s - s0) * 16 + i / 2
+                                           : s * 32 + i;
+            float t = x[s * 32 + i] / dx, h = rintf (t);
+            p->xh[at] = (gint8) h;
+            p->xl[at] = (gint8) CLAMP (rintf ((t - h) * residual), -range, range);
         }
         for (int i = 0; i < 8; i++)
             p->dx[s * 8 + i] = dx;
+        for (int i = 0; i < 4; i++)
+            p->dx4[s * 4 + i] = dx;
     }
     return p;
 }

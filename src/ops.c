@@ -6,7 +6,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <string.h>
 
 void vlm_ops_layernorm (float *out, const float *x, const float *w,
                         const float *b, int M, int D, float eps)
@@ -138,31 +137,23 @@ static void attention_part (int ith, int nth, gpointer data)
         int g = h / group;
         const float *qh = j->q + h * d, *kg = j->k + g * d, *vg = j->v + g * d;
         float *oh = j->out + h * d;
+        int lo = j->lo[0], n = j->hi[0] - j->lo[0]; /* T = 1: the keys in reach */
         if (T == 1) {
-            for (int s = j->lo[0]; s < j->hi[0]; s++) {
-                const float *kr = kg + (gsize) s * ks;
-                float acc = 0;
-                for (int i = 0; i < d; i++)
-                    acc += qh[i] * kr[i];
-                scores[s] = acc * j->scale;
-            }
+            cblas_sgemv (CblasRowMajor, CblasNoTrans, n, d, j->scale, kg + (gsize) lo * ks, ks,
+                         qh, 1, 0.0f, scores + lo, 1);
         } else {
             cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, T, S, d, j->scale, qh, qs,
                          kg, ks, 0.0f, scores, S);
         }
         if (j->softcap > 0 && T == 1)
-            vlm_ops_softcap (scores + j->lo[0], j->hi[0] - j->lo[0], j->softcap);
+            vlm_ops_softcap (scores + lo, n, j->softcap);
         else if (j->softcap > 0)
             vlm_ops_softcap (scores, (gsize) T * S, j->softcap);
         for (int t = 0; t < T; t++)
             softmax_row (scores + (gsize) t * S, j->lo[t], j->hi[t], S);
         if (T == 1) {
-            memset (oh, 0, d * sizeof (float));
-            for (int s = j->lo[0]; s < j->hi[0]; s++) {
-                const float *vr = vg + (gsize) s * ks;
-                for (int i = 0; i < d; i++)
-                    oh[i] += scores[s] * vr[i];
-            }
+            cblas_sgemv (CblasRowMajor, CblasTrans, n, d, 1.0f, vg + (gsize) lo * ks, ks,
+                         scores + lo, 1, 0.0f, oh, 1);
         } else {
             cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, S, 1.0f, scores, S,
                          vg, ks, 0.0f, oh, qs);
