@@ -21,7 +21,7 @@ typedef void (*VlmWidenFunc) (const VlmMatrix *w, int r, int j0, int j1, float *
  * with the weights as stored. */
 typedef struct {
     gpointer (*pack_new) (const float *x, int M, int K);
-    void (*pack_part) (gpointer packed, int ith, int nth);
+    void (*pack_part) (gpointer packed, int ith, int nth);   /* NULL: nothing to do */
     void (*rows) (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1);
     void (*free) (gpointer packed);
 } VlmGemm;
@@ -31,7 +31,7 @@ typedef struct {
     VlmRowsFunc rows[5];           /* by VlmMatType */
     VlmPrepareFunc prepare[5];     /* NULL: none */
     VlmWidenFunc widen[5];
-    const VlmGemm *gemm[5];        /* NULL: float32 panels and cblas_sgemm */
+    const VlmGemm *gemm[5];        /* NULL: float32 panels and cblas_sgemm (matrix.c) */
     /* x[i] = gelu_tanh (x[i]) (* mul[i] if mul) for i < n */
     void (*gelu) (float *x, const float *mul, gsize n);
 } VlmKernels;

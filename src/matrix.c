@@ -110,27 +110,29 @@ static void gemv (VlmThreadPool *pool, const VlmMatrix *w, const float *x, float
     g_free (prep);
 }
 
+/* The GEMM where the CPU has no kernel of ours: x as it is, and each
+ * thread's rows of W as float32 panels (converted unless W is float32)
+ * times x by a single-threaded cblas_sgemm. */
 typedef struct {
-    const VlmMatrix *w;
     const float *x;
-    int M;
-    float *y;
-} GemmJob;
+    int M, K;
+} BlasX;
 
-/* This thread's share of the rows of W: float32 panels (converted here
- * unless W is float32) times x, by a single-threaded cblas_sgemm. */
-static void gemm_part (int ith, int nth, gpointer data)
+static gpointer blas_pack_new (const float *x, int M, int K)
 {
-    const GemmJob *j = data;
-    const VlmMatrix *w = j->w;
-    int N = w->rows, K = w->cols, a, b;
-    vlm_split (N, ith, nth, 64, &a, &b);
-    if (a >= b)
-        return;
+    BlasX *p = g_new (BlasX, 1);
+    *p = (BlasX) { x, M, K };
+    return p;
+}
+
+static void blas_rows (const VlmMatrix *w, gconstpointer packed, float *y, int a, int b)
+{
+    const BlasX *p = packed;
+    int N = w->rows, K = w->cols;
     if (w->type == VLM_MAT_F32) {
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->M, b - a, K, 1.0f, j->x, K,
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, p->M, b - a, K, 1.0f, p->x, K,
                      (const float *) ((const guint8 *) w->data + (gsize) a * w->row_bytes),
-                     w->row_bytes / sizeof (float), 0.0f, j->y + a, N);
+                     w->row_bytes / sizeof (float), 0.0f, y + a, N);
         return;
     }
     /* Panels of ~1M floats (4 MB, cache-friendly), in multiples of 16 rows. */
@@ -141,28 +143,30 @@ static void gemm_part (int ith, int nth, gpointer data)
         int n = MIN (R, b - r0);
         for (int i = 0; i < n; i++)
             widen (w, r0 + i, 0, K, panel + (gsize) i * K);
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->M, n, K, 1.0f, j->x, K,
-                     panel, K, 0.0f, j->y + r0, N);
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, p->M, n, K, 1.0f, p->x, K,
+                     panel, K, 0.0f, y + r0, N);
     }
     g_free (panel);
 }
+
+static const VlmGemm blas_gemm = { blas_pack_new, NULL, blas_rows, g_free };
 
 typedef struct {
     const VlmMatrix *w;
     const VlmGemm *gemm;
     gpointer packed;
     float *y;
-} StoredGemmJob;
+} GemmJob;
 
 static void pack_part (int ith, int nth, gpointer data)
 {
-    const StoredGemmJob *j = data;
+    const GemmJob *j = data;
     j->gemm->pack_part (j->packed, ith, nth);
 }
 
-static void stored_gemm_part (int ith, int nth, gpointer data)
+static void gemm_part (int ith, int nth, gpointer data)
 {
-    const StoredGemmJob *j = data;
+    const GemmJob *j = data;
     int a, b;
     vlm_split (j->w->rows, ith, nth, 64, &a, &b);
     if (a < b)
@@ -173,18 +177,18 @@ void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y)
 {
     int N = w->rows;
-    const VlmGemm *gemm = vlm_kernels_get ()->gemm[w->type];
-    gboolean big = (gsize) w->rows * w->cols * M >= (1 << 18);
     if (M == 1) {
         gemv (pool, w, x, y);
-    } else if (gemm) {
-        StoredGemmJob job = { w, gemm, gemm->pack_new (x, M, w->cols), y };
-        vlm_thread_pool_run (big ? pool : NULL, pack_part, &job);
-        vlm_thread_pool_run (big ? pool : NULL, stored_gemm_part, &job);
-        gemm->free (job.packed);
     } else {
-        GemmJob job = { w, x, M, y };
-        vlm_thread_pool_run (big ? pool : NULL, gemm_part, &job);
+        const VlmGemm *gemm = vlm_kernels_get ()->gemm[w->type];
+        if (!gemm)
+            gemm = &blas_gemm;
+        GemmJob job = { w, gemm, gemm->pack_new (x, M, w->cols), y };
+        VlmThreadPool *p = (gsize) w->rows * w->cols * M >= (1 << 18) ? pool : NULL;
+        if (gemm->pack_part)
+            vlm_thread_pool_run (p, pack_part, &job);
+        vlm_thread_pool_run (p, gemm_part, &job);
+        gemm->free (job.packed);
     }
     if (b)
         for (int i = 0; i < M; i++)
