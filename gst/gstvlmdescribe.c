@@ -1844,7 +1844,16 @@ gst_vlm_describe_stop (GstVlmDescribe * self)
 
   GST_VLM_DESCRIBE_LOCK (self);
   gst_vlm_describe_clear_requests_locked (self);
-  g_queue_clear_full (&self->asked, (GDestroyNotify) gst_vlm_ask_free);
+  /* questions no frame came for: sampled and cancelled, like the rest */
+  if (!g_queue_is_empty (&self->asked)) {
+    guint n = g_queue_get_length (&self->asked);
+
+    GST_INFO_OBJECT (self, "%u describe request(s) cancelled: no frame came "
+        "after them", n);
+    self->frames_sampled += n;
+    self->cancelled += n;
+    g_queue_clear_full (&self->asked, (GDestroyNotify) gst_vlm_ask_free);
+  }
   session = self->session;
   self->session = NULL;
   GST_VLM_DESCRIBE_UNLOCK (self);

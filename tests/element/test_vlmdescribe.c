@@ -1318,8 +1318,8 @@ GST_END_TEST;
 
 /* Live mode: a flush cancels the caption described but not yet stamped
  * (ready), the one being described and those waiting; none of them comes
- * out after the flush. A stop cancels what is ready too. The stats add up
- * at each step. */
+ * out after the flush. A stop cancels what is ready too, and a describe
+ * question no frame came for. The stats add up at each step. */
 GST_START_TEST (test_flush_and_stop_cancel)
 {
   Fixture f;
@@ -1327,6 +1327,7 @@ GST_START_TEST (test_flush_and_stop_cancel)
   GstStructure *stats;
   GPtrArray *captions;
   guint ready = 0;
+  guint64 id;
 
   fixture_start (&f, describer_new (), CAPS_30FPS ("RGB"));
   g_object_set (f.element, "leaky", 2, "interval", (guint64) 0,
@@ -1368,13 +1369,15 @@ GST_START_TEST (test_flush_and_stop_cancel)
           "frame-number"), 4);
   g_ptr_array_unref (captions);
 
-  /* frame 5's caption is ready when the element stops */
+  /* frame 5's caption is ready when the element stops, and a question
+   * asked after it never gets a frame */
   wait_idle (f.element);
+  g_signal_emit_by_name (f.element, "describe", "answer en what?", &id);
   fail_unless_equals_int (gst_element_set_state (f.element, GST_STATE_READY),
       GST_STATE_CHANGE_SUCCESS);
-  fail_unless_equals_uint64 (stat_u64 (f.element, "frames-sampled"), 6);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "frames-sampled"), 7);
   fail_unless_equals_uint64 (stat_u64 (f.element, "captions"), 1);
-  fail_unless_equals_uint64 (stat_u64 (f.element, "cancelled"), 5);
+  fail_unless_equals_uint64 (stat_u64 (f.element, "cancelled"), 6);
   assert_stats_settled (f.element);
   captions = pop_messages (f.bus, "vlm-caption");
   fail_unless_equals_int (captions->len, 0);
