@@ -606,7 +606,8 @@ gst_vlm_describe_class_init (GstVlmDescribeClass * klass)
    *
    * Counters since the last start, as a vlm-stats structure: frames-seen,
    * frames-sampled (frames handed to the model: sampled ones, and one per
-   * answered #GstVlmDescribe::describe request), captions (delivered),
+   * answered #GstVlmDescribe::describe request; a question no frame came
+   * for before a stop counts as sampled and cancelled), captions (delivered),
    * dropped (by #GstVlmDescribe:leaky or #GstVlmDescribe:drain-timeout),
    * cancelled (discarded by a flush or a stop, never delivered), errors
    * (guint64), pending (guint: waiting for the worker or being described),

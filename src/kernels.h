@@ -13,7 +13,9 @@ typedef void (*VlmRowsFunc) (const VlmMatrix *w, const float *x,
                              int r0, int r1);
 /* Once per product, before the rows: x rearranged for a kernel (or NULL). */
 typedef gpointer (*VlmPrepareFunc) (const VlmMatrix *w, const float *x);
-/* W[r, j0 .. j1) as float32 (the panels of a GEMM); j0 a multiple of 16. */
+/* W[r, j0 .. j1) as float32 (the panels of a GEMM). j0 a multiple of 16
+ * (quantized rows are read 16 or 8 codes at a time, never across a group:
+ * groups are multiples of 32). */
 typedef void (*VlmWidenFunc) (const VlmMatrix *w, int r, int j0, int j1, float *out);
 
 /* The engine's own GEMM: x [M, K] is packed once per product (its part by

@@ -122,8 +122,8 @@ typedef struct {
     const int *lo, *hi;
 } AttentionJob;
 
-/* Heads [h0, h1): scores by cblas_sgemm for several query rows, plain
- * loops for one (a decode step), softmax, then the weighted values. */
+/* Heads [h0, h1): scores by cblas_sgemm for several query rows, sgemv
+ * for one (a decode step), softmax, then the weighted values. */
 static void attention_part (int ith, int nth, gpointer data)
 {
     const AttentionJob *j = data;
@@ -138,6 +138,11 @@ static void attention_part (int ith, int nth, gpointer data)
         const float *qh = j->q + h * d, *kg = j->k + g * d, *vg = j->v + g * d;
         float *oh = j->out + h * d;
         int lo = j->lo[0], n = j->hi[0] - j->lo[0]; /* T = 1: the keys in reach */
+        if (T == 1 && n <= 0) { /* nothing to attend to (sgemv would leave oh as it was) */
+            for (int i = 0; i < d; i++)
+                oh[i] = 0;
+            continue;
+        }
         if (T == 1) {
             cblas_sgemv (CblasRowMajor, CblasNoTrans, n, d, j->scale, kg + (gsize) lo * ks, ks,
                          qh, 1, 0.0f, scores + lo, 1);

@@ -20,9 +20,28 @@ static float rnd (void)
     return (rng >> 40) / 8388608.0f - 1.0f;
 }
 
-/* A matrix of the given type holding (a rounding of) w; owned storage in *keep. */
-static VlmMatrix make (VlmMatType type, const float *w, int rows, int cols, gpointer *keep)
+/* A Q8/Q4 matrix with groups of 64 (MLX's default; ours are 32). */
+static VlmMatrix make_group64 (VlmMatType type, const float *w, int rows, int cols,
+                               gpointer *keep)
 {
+    int n_groups = (cols + 63) / 64, bits = type == VLM_MAT_Q8 ? 8 : 4;
+    gsize row_bytes = (gsize) n_groups * 64 * bits / 8;
+    guint8 *block = g_malloc0 (row_bytes * rows + (gsize) rows * n_groups * 4);
+    guint16 *scales = (guint16 *) (block + row_bytes * rows);
+    VlmMatrix m = { .type = type, .rows = rows, .cols = cols, .data = block,
+                    .row_bytes = row_bytes, .group = 64, .n_groups = n_groups,
+                    .scales = scales, .biases = scales + (gsize) rows * n_groups };
+    vlm_matrix_quantize_rows (&m, 0, rows, w);
+    *keep = block;
+    return m;
+}
+
+/* A matrix of the given type holding (a rounding of) w; owned storage in
+ * *keep. Type 5 and 6 stand for Q8 and Q4 with groups of 64. */
+static VlmMatrix make (int type, const float *w, int rows, int cols, gpointer *keep)
+{
+    if (type > VLM_MAT_Q4)
+        return make_group64 (type - 2, w, rows, cols, keep);
     VlmMatrix m = { .type = type, .rows = rows, .cols = cols };
     if (type == VLM_MAT_Q8 || type == VLM_MAT_Q4) {
         *keep = vlm_matrix_quantized_new (rows, cols, type, &m);
@@ -78,7 +97,7 @@ static void test_sets_agree (void)
             g_test_message ("%s: not run by this CPU", sets[s]->name);
             continue;
         }
-        for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4; t++)
+        for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4 + 2; t++)
             for (guint z = 0; z < G_N_ELEMENTS (sizes); z++) {
                 int rows = sizes[z][0], cols = sizes[z][1];
                 float *w = g_new (float, (gsize) rows * cols);
@@ -86,7 +105,8 @@ static void test_sets_agree (void)
                     w[i] = rnd ();
                 gpointer keep;
                 VlmMatrix m = make (t, w, rows, cols, &keep);
-                int n = (t == VLM_MAT_Q8 || t == VLM_MAT_Q4) ? m.n_groups * m.group : cols;
+                gboolean quant = m.type == VLM_MAT_Q8 || m.type == VLM_MAT_Q4;
+                int n = quant ? m.n_groups * m.group : cols;
                 float *x = g_new0 (float, n), *xg = g_new0 (float, MAX (m.n_groups, 1));
                 for (int j = 0; j < cols; j++)
                     x[j] = rnd ();
@@ -94,28 +114,28 @@ static void test_sets_agree (void)
                     for (int j = 0; j < m.group; j++)
                         xg[k] += x[k * m.group + j];
                 float *want = g_new (float, rows), *got = g_new (float, rows);
-                vlm_kernels_generic.rows[t] (&m, x, xg, NULL, want, 0, rows);
-                gpointer prep = sets[s]->prepare[t] ? sets[s]->prepare[t] (&m, x) : NULL;
-                sets[s]->rows[t] (&m, x, xg, prep, got, 0, rows);
+                vlm_kernels_generic.rows[m.type] (&m, x, xg, NULL, want, 0, rows);
+                gpointer prep = sets[s]->prepare[m.type] ? sets[s]->prepare[m.type] (&m, x) : NULL;
+                sets[s]->rows[m.type] (&m, x, xg, prep, got, 0, rows);
                 g_free (prep);
                 for (int r = 0; r < rows; r++) {
                     /* float32 reassociation: relative to sum |w x| ~ sqrt(cols) */
                     double tol = 1e-5 * (cols + 8);
                     if (fabs (got[r] - want[r]) > tol)
                         g_error ("%s %s %dx%d row %d: %g vs %g", sets[s]->name,
-                                 vlm_mat_type_name (t), rows, cols, r, got[r], want[r]);
+                                 vlm_mat_type_name (m.type), rows, cols, r, got[r], want[r]);
                 }
                 /* GEMM panels: the widened rows are the portable ones (a
                  * fused multiply-add may round the dequantization once less) */
                 float *row = g_new (float, cols), *ref = g_new (float, cols);
                 for (int r = 0; r < rows; r++) {
                     int j0 = cols > 48 ? 16 : 0, j1 = cols - (cols > 48); /* a part too */
-                    sets[s]->widen[t] (&m, r, j0, j1, row);
+                    sets[s]->widen[m.type] (&m, r, j0, j1, row);
                     vlm_matrix_get_row (&m, r, ref);
                     for (int j = j0; j < j1; j++)
                         if (fabsf (row[j - j0] - ref[j]) > 1e-6f * (1 + fabsf (ref[j])))
                             g_error ("%s %s %dx%d widened [%d, %d]: %g vs %g", sets[s]->name,
-                                     vlm_mat_type_name (t), rows, cols, r, j, row[j - j0],
+                                     vlm_mat_type_name (m.type), rows, cols, r, j, row[j - j0],
                                      ref[j]);
                 }
                 g_free (row);
@@ -179,7 +199,9 @@ static void test_gemm_matches_gemv (void)
 {
     VlmThreadPool *pool = vlm_thread_pool_new (2);
     const int shapes[][3] = { { 5, 300, 1024 }, { 37, 301, 1000 }, { 33, 130, 588 },
-                              { 2, 70, 33 } }; /* M, rows, cols */
+                              { 2, 70, 33 }, { 23, 40, 200 }, { 50, 500, 1000 } };
+    /* M, rows, cols: tiles of 32 tokens, full, half and partial; more than
+     * one row block per thread; an odd width */
     for (guint z = 0; z < G_N_ELEMENTS (shapes); z++) {
         int M = shapes[z][0], rows = shapes[z][1], cols = shapes[z][2];
         float *w = g_new (float, rows * cols), *x = g_new (float, M * cols),
@@ -191,7 +213,7 @@ static void test_gemm_matches_gemv (void)
             x[i] = rnd ();
         for (int i = 0; i < rows; i++)
             b[i] = rnd ();
-        for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4; t++) {
+        for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4 + 2; t++) {
             gpointer keep;
             VlmMatrix m = make (t, w, rows, cols, &keep);
             vlm_matrix_mul (pool, &m, x, M, b, y);
@@ -206,7 +228,7 @@ static void test_gemm_matches_gemv (void)
                     /* float32 accumulation: observed <= 1.3e-7 */
                     if (fabs (y[i * rows + r] - ref) > 5e-7 * mag)
                         g_error ("%s %dx%dx%d y[%d, %d] = %.9g, float64 %.9g (of %g)",
-                                 vlm_mat_type_name (t), M, rows, cols, i, r, y[i * rows + r],
+                                 vlm_mat_type_name (m.type), M, rows, cols, i, r, y[i * rows + r],
                                  ref, mag);
                 }
             }
