@@ -4,7 +4,7 @@ frames never seen in training: other seeds, other frame sizes, other animation f
     /usr/bin/python3 models/train/evaluate.py                      # through the C engine (vlm-run)
     /usr/bin/python3 models/train/evaluate.py --torch              # through paligemma.py instead
 
-The held-out set is generated on first use into --data (default build-train/eval-<seed>-<n>).
+The held-out set is generated on first use into --data (default build-train/eval-<version>-<seed>-<n>).
 Captions are parsed with the grammar (grammar.parse); scores:
   exact caption        the whole caption right (every attribute, the order, the wording)
   pattern name         videotestsrc pattern frames: the right pattern
@@ -117,7 +117,8 @@ def main():
     ap.add_argument("--predictions", help="write every caption and prediction to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    data = args.data or os.path.join(ROOT, "build-train", f"eval-{args.seed}-{args.n}")
+    data = args.data or os.path.join(ROOT, "build-train",
+                                     f"eval-{gen_data.VERSION}-{args.seed}-{args.n}")
     if not os.path.exists(os.path.join(data, "labels.jsonl")):
         gen_data.generate("eval", args.n, data, args.seed)
     with open(os.path.join(data, "labels.jsonl")) as f:

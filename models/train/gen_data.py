@@ -29,6 +29,7 @@ import grammar
 import paligemma
 
 SPLITS = {"train": 0, "eval": 1}
+VERSION = 2  # part of the cached data directory names: bump when the rendering changes
 
 # (hue degrees, saturation, value) ranges around each colour's usual sRGB value; hue may wrap.
 COLOUR_HSV = {
@@ -106,9 +107,8 @@ def draw_shape(draw, kind, box, rgb):
     d = x1 - x0
     if kind == "circle":
         draw.ellipse(box, fill=rgb)
-    elif kind == "square":  # a bit smaller than the box so all three types look equally big
-        inset = 0.06 * d
-        draw.rectangle((x0 + inset, y0 + inset, x1 - inset, y1 - inset), fill=rgb)
+    elif kind == "square":  # the whole box: corners and area both tell it from a circle
+        draw.rectangle(box, fill=rgb)
     else:
         top = y0 + 0.07 * d
         draw.polygon([(x0, y1 - 0.06 * d), (x1, y1 - 0.06 * d), ((x0 + x1) / 2, top)], fill=rgb)

@@ -69,10 +69,13 @@ def init_weights(model):
             torch.nn.init.normal_(p, std=0.02)
 
 
+AUX_GRID = 4  # the auxiliary target is a 4x4 grid of cells under every image token
+
+
 class Batches:
     """Token tensors for the fixed prompt + caption targets; images normalised per batch;
-    per image token, 1 + the index of the shape type covering most of its patch (0 if none
-    covers 20% of it)."""
+    per image token, the shape type (1 + index, 0 for none) at the centre of each cell of an
+    AUX_GRID x AUX_GRID grid over its patch."""
 
     def __init__(self, sp, config, images, captions, types):
         self.images, self.types = images, types
@@ -93,25 +96,24 @@ class Batches:
         return pixels, torch.cat((prefix, suffix), 1), suffix, self.patch_types(idx)
 
     def patch_types(self, idx):
-        p = self.patch
+        c = self.patch // AUX_GRID
         t = torch.from_numpy(np.stack([self.types[i] for i in idx])).long()
-        b, s, _ = t.shape
-        blocks = t.view(b, s // p, p, s // p, p).permute(0, 1, 3, 2, 4).reshape(b, -1, p * p)
-        counts = F.one_hot(blocks, 1 + len(grammar.TYPES)).sum(2)[..., 1:]  # [b, patches, types]
-        best = counts.max(-1)
-        return torch.where(best.values >= 0.2 * p * p, best.indices + 1, 0)
+        cells = t[:, c // 2::c, c // 2::c]  # [b, s / c, s / c]
+        b, g = cells.shape[0], cells.shape[1] // AUX_GRID
+        return cells.reshape(b, g, AUX_GRID, g, AUX_GRID).permute(0, 1, 3, 2, 4).reshape(
+            b, g * g, AUX_GRID * AUX_GRID)
 
 
 def losses(model, aux_head, pixels, ids, suffix, patch_types):
     """Cross-entropy of the caption + eos tokens (pads ignored) given the prompt prefix, the
-    auxiliary per-patch shape-type loss, and the share of captions whose every token is the
+    auxiliary shape-type loss over every cell under every image token, and the share of captions whose every token is the
     argmax (teacher-forced)."""
     n_prefix = ids.shape[1] - suffix.shape[1]
     vision = model.vision_tower.vision_model(pixels)
     logits = model.decode(model.project(vision), ids[:, :-1], n_prefix)[:, n_prefix - 1:]
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), suffix.reshape(-1),
                            ignore_index=0)
-    aux = F.cross_entropy(aux_head(vision).reshape(-1, aux_head.out_features),
+    aux = F.cross_entropy(aux_head(vision).reshape(-1, 1 + len(grammar.TYPES)),
                           patch_types.reshape(-1))
     right = (logits.argmax(-1) == suffix) | (suffix == 0)
     return loss, aux, right.all(1).float().mean().item()
@@ -119,10 +121,10 @@ def losses(model, aux_head, pixels, ids, suffix, patch_types):
 
 def train(model, batches, n_train, n_monitor, args):
     # Captions alone teach a from-scratch ViT colours and places quickly but shape types very
-    # slowly; a throwaway linear head (not exported) that names the shape type (or none) under
-    # every image token speeds that up.
+    # slowly; a throwaway linear head (not exported) that draws the shape-type map inside every
+    # image token's patch makes each token carry the outline (a circle's missing corners).
     aux_head = torch.nn.Linear(model.config["vision_config"]["hidden_size"],
-                               1 + len(grammar.TYPES))
+                               AUX_GRID * AUX_GRID * (1 + len(grammar.TYPES)))
     params = list(model.named_parameters()) + list(aux_head.named_parameters())
     decay = [p for n, p in params if p.dim() > 1]
     rest = [p for n, p in params if p.dim() <= 1]
@@ -164,7 +166,7 @@ def main():
     ap = argparse.ArgumentParser(description="Retrain vlmdescribe-tiny and export it.")
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "vlmdescribe-tiny"))
     ap.add_argument("--work", default=os.path.join(ROOT, "build-train"))
-    ap.add_argument("--n-train", type=int, default=48000)
+    ap.add_argument("--n-train", type=int, default=76800)
     ap.add_argument("--n-monitor", type=int, default=256, help="held-out samples for the log")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
@@ -188,7 +190,7 @@ def main():
 
     size = args.image_size
     n_all = args.n_train + args.n_monitor
-    data = os.path.join(args.work, f"train-{args.seed}-{n_all}-{size}")
+    data = os.path.join(args.work, f"train-{gen_data.VERSION}-{args.seed}-{n_all}-{size}")
     if not os.path.exists(os.path.join(data, "captions.txt")):
         gen_data.generate("train", n_all, data, args.seed, size)
     images = np.load(os.path.join(data, "images.npy"), mmap_mode="r")
