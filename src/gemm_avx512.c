@@ -113,22 +113,6 @@ static void tile_any (const float *a, const float *w, gsize ldw, int kc, float *
 #undef CASE
 }
 
-/* Byte offset of column j in a row of W. */
-static gsize col_byte (const VlmMatrix *w, int j)
-{
-    static const int bits[] = { 32, 16, 16, 8, 4 };
-    return (gsize) j * bits[w->type] / 8;
-}
-
-/* Widening reads a short piece of many rows, each on its own page of the
- * mapped file: ask for the pieces a few rows ahead. */
-static void prefetch_piece (const VlmMatrix *w, int r, int j0, int j1)
-{
-    const char *row = (const char *) w->data + (gsize) r * w->row_bytes;
-    for (gsize b = col_byte (w, j0); b < col_byte (w, j1); b += 64)
-        _mm_prefetch (row + b, _MM_HINT_T0);
-}
-
 static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1)
 {
     const PackedX *p = packed;
@@ -144,11 +128,8 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
             const float *wp;
             gsize ldw;
             if (panel) {
-                for (int i = 0; i < nb; i++) {
-                    if (i + 16 < nb)
-                        prefetch_piece (w, b0 + i + 16, k0, k0 + kc);
+                for (int i = 0; i < nb; i++)
                     kernels->widen[w->type] (w, b0 + i, k0, k0 + kc, panel + (gsize) i * kc);
-                }
                 wp = panel;
                 ldw = kc;
             } else {

@@ -196,18 +196,21 @@ static inline __mmask16 first_n (int n)
     return n >= 16 ? 0xffff : (__mmask16) ((1u << n) - 1);
 }
 
-#define FLOAT_WIDEN(NAME, T, LOAD_TAIL)                                        \
+#define FLOAT_WIDEN(NAME, T, LOAD, LOAD_TAIL)                                  \
     static void NAME (const VlmMatrix *w, int r, int j0, int j1, float *out)   \
     {                                                                          \
         const T *a = (const T *) ROW (w, r);                                   \
-        for (int j = j0; j < j1; j += 16)                                      \
+        int j = j0;                                                            \
+        for (; j + 16 <= j1; j += 16) /* unmasked: masked stores are slow */   \
+            _mm512_storeu_ps (out + j - j0, LOAD (a + j));                     \
+        if (j < j1)                                                            \
             _mm512_mask_storeu_ps (out + j - j0, first_n (j1 - j),             \
                                    LOAD_TAIL (a + j, first_n (j1 - j)));       \
     }
 
-FLOAT_WIDEN (widen_f32, float, load_f32_tail)
-FLOAT_WIDEN (widen_bf16, guint16, load_bf16_tail)
-FLOAT_WIDEN (widen_f16, guint16, load_f16_tail)
+FLOAT_WIDEN (widen_f32, float, load_f32, load_f32_tail)
+FLOAT_WIDEN (widen_bf16, guint16, load_bf16, load_bf16_tail)
+FLOAT_WIDEN (widen_f16, guint16, load_f16, load_f16_tail)
 
 /* 16 codes at j of a row (Q4: low nibble first, as stored). */
 static inline __m128i codes16_q8 (const guint8 *row, int j)
@@ -233,7 +236,10 @@ static inline __m128i codes16_q4 (const guint8 *row, int j)
             __m512 v = _mm512_fmadd_ps (u8x16 (CODES (row, j)),                \
                                         _mm512_set1_ps (_cvtsh_ss (s[k])),     \
                                         _mm512_set1_ps (_cvtsh_ss (b[k])));    \
-            _mm512_mask_storeu_ps (out + j - j0, first_n (j1 - j), v);         \
+            if (j + 16 <= j1)                                                  \
+                _mm512_storeu_ps (out + j - j0, v);                            \
+            else                                                               \
+                _mm512_mask_storeu_ps (out + j - j0, first_n (j1 - j), v);     \
         }                                                                      \
     }
 
