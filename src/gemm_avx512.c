@@ -118,11 +118,12 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
     const PackedX *p = packed;
     const VlmKernels *kernels = vlm_kernels_get ();
     int M = p->M, K = p->K, N = w->rows, ld = 32 * p->n_tiles;
-    float *yt = g_malloc (sizeof (float) * ROW_BLOCK * ld);
-    float *panel = w->type == VLM_MAT_F32 ? NULL : g_malloc (sizeof (float) * ROW_BLOCK * COL_BLOCK);
+    int max_rows = MIN (ROW_BLOCK, r1 - r0), max_cols = MIN (COL_BLOCK, K);
+    float *yt = g_malloc (sizeof (float) * max_rows * ld);
+    float *panel = w->type == VLM_MAT_F32 ? NULL : g_malloc (sizeof (float) * max_rows * max_cols);
     for (int b0 = r0; b0 < r1; b0 += ROW_BLOCK) {
         int nb = MIN (ROW_BLOCK, r1 - b0);
-        memset (yt, 0, sizeof (float) * ROW_BLOCK * ld);
+        memset (yt, 0, sizeof (float) * nb * ld);
         for (int k0 = 0; k0 < K; k0 += COL_BLOCK) {
             int kc = MIN (COL_BLOCK, K - k0);
             const float *wp;
