@@ -6,10 +6,10 @@ struct _VlmThreadPool {
     GThread **threads;
     GMutex lock;
     GCond wake, done;
-    VlmParallelFunc fn;     /* lock */
-    gpointer arg;           /* lock */
-    guint64 generation;     /* lock: bumped for each job */
-    int pending;            /* lock: workers still running the job */
+    VlmParallelFunc fn;     /* written before generation is bumped */
+    gpointer arg;
+    gint generation;        /* atomic, bumped under lock for each job */
+    gint pending;           /* atomic: workers still running the job */
     gboolean quit;          /* lock */
 };
 
@@ -18,27 +18,42 @@ typedef struct {
     int ith;
 } Worker;
 
+/* Decoding runs a hundred small products per token: a worker that has
+ * just finished one, and the caller waiting for the others, poll for a
+ * few microseconds before sleeping on a condition, which saves a futex
+ * wake-up and a scheduler round trip per product. */
+#define SPINS 5000
+
+static inline void relax (void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause ();
+#endif
+}
+
 static gpointer worker_main (gpointer data)
 {
     Worker *w = data;
     VlmThreadPool *p = w->pool;
-    guint64 seen = 0;
-    g_mutex_lock (&p->lock);
+    gint seen = 0;
     for (;;) {
-        while (!p->quit && p->generation == seen)
-            g_cond_wait (&p->wake, &p->lock);
-        if (p->quit)
-            break;
-        seen = p->generation;
-        VlmParallelFunc fn = p->fn;
-        gpointer arg = p->arg;
-        g_mutex_unlock (&p->lock);
-        fn (w->ith, p->n, arg);
+        for (int i = 0; i < SPINS && g_atomic_int_get (&p->generation) == seen; i++)
+            relax ();
         g_mutex_lock (&p->lock);
-        if (--p->pending == 0)
+        while (!p->quit && g_atomic_int_get (&p->generation) == seen)
+            g_cond_wait (&p->wake, &p->lock);
+        gboolean quit = p->quit;
+        g_mutex_unlock (&p->lock);
+        if (quit)
+            break;
+        seen = g_atomic_int_get (&p->generation);
+        p->fn (w->ith, p->n, p->arg);
+        if (g_atomic_int_dec_and_test (&p->pending)) {
+            g_mutex_lock (&p->lock);
             g_cond_signal (&p->done);
+            g_mutex_unlock (&p->lock);
+        }
     }
-    g_mutex_unlock (&p->lock);
     g_free (w);
     return NULL;
 }
@@ -90,13 +105,15 @@ void vlm_thread_pool_run (VlmThreadPool *p, VlmParallelFunc fn, gpointer arg)
     g_mutex_lock (&p->lock);
     p->fn = fn;
     p->arg = arg;
-    p->pending = p->n - 1;
-    p->generation++;
+    g_atomic_int_set (&p->pending, p->n - 1);
+    g_atomic_int_inc (&p->generation);
     g_cond_broadcast (&p->wake);
     g_mutex_unlock (&p->lock);
     fn (0, p->n, arg);
+    for (int i = 0; i < SPINS && g_atomic_int_get (&p->pending) > 0; i++)
+        relax ();
     g_mutex_lock (&p->lock);
-    while (p->pending > 0)
+    while (g_atomic_int_get (&p->pending) > 0)
         g_cond_wait (&p->done, &p->lock);
     g_mutex_unlock (&p->lock);
 }

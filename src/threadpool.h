@@ -1,8 +1,8 @@
 /* threadpool.h - a small pool of worker threads owned by one session:
  * vlm_thread_pool_run (pool, fn, arg) calls fn (ith, nth, arg) on every
- * thread (the caller is thread 0) and returns when all are done. Idle
- * workers sleep on a condition, so OpenBLAS's own threads have the cores
- * to themselves during a GEMM. */
+ * thread (the caller is thread 0) and returns when all are done. Workers
+ * poll for a new job for a few microseconds after each one, then sleep on
+ * a condition. */
 #ifndef VLM_THREADPOOL_H
 #define VLM_THREADPOOL_H
 
