@@ -164,10 +164,40 @@ VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
     return p;
 }
 
+/* The type is decided once per row piece, a quantized group's scale and
+ * offset once per group. */
 static void widen_any (const VlmMatrix *w, int r, int j0, int j1, float *out)
 {
-    for (int j = j0; j < j1; j++)
-        out[j - j0] = vlm_matrix_get_element (w, r, j);
+    const guint8 *row = (const guint8 *) w->data + (gsize) r * w->row_bytes;
+    switch (w->type) {
+    case VLM_MAT_F32:
+        memcpy (out, (const float *) row + j0, (gsize) (j1 - j0) * sizeof (float));
+        break;
+    case VLM_MAT_BF16:
+        for (int j = j0; j < j1; j++)
+            out[j - j0] = vlm_bf16_to_f32 (((const guint16 *) row)[j]);
+        break;
+    case VLM_MAT_F16:
+        for (int j = j0; j < j1; j++)
+            out[j - j0] = vlm_f16_to_f32 (((const guint16 *) row)[j]);
+        break;
+    case VLM_MAT_Q8:
+    case VLM_MAT_Q4: {
+        const guint16 *s = w->scales + (gsize) r * w->n_groups;
+        const guint16 *b = w->biases + (gsize) r * w->n_groups;
+        for (int k = j0 / w->group; k * w->group < j1; k++) {
+            float sk = vlm_f16_to_f32 (s[k]), bk = vlm_f16_to_f32 (b[k]);
+            int a = MAX (j0, k * w->group), e = MIN (j1, (k + 1) * w->group);
+            if (w->type == VLM_MAT_Q8)
+                for (int j = a; j < e; j++)
+                    out[j - j0] = sk * row[j] + bk;
+            else
+                for (int j = a; j < e; j++)
+                    out[j - j0] = sk * ((row[j / 2] >> (4 * (j & 1))) & 15) + bk;
+        }
+        break;
+    }
+    }
 }
 
 const VlmKernels vlm_kernels_generic = {

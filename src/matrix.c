@@ -45,20 +45,7 @@ float vlm_matrix_get_element (const VlmMatrix *w, int r, int j)
 
 void vlm_matrix_get_row (const VlmMatrix *w, int r, float *out)
 {
-    const guint8 *row = (const guint8 *) w->data + (gsize) r * w->row_bytes;
-    switch (w->type) {
-    case VLM_MAT_F32:
-        memcpy (out, row, w->cols * sizeof (float));
-        break;
-    case VLM_MAT_BF16:
-        for (int j = 0; j < w->cols; j++)
-            out[j] = vlm_bf16_to_f32 (((const guint16 *) row)[j]);
-        break;
-    default:
-        for (int j = 0; j < w->cols; j++)
-            out[j] = vlm_matrix_get_element (w, r, j);
-        break;
-    }
+    vlm_kernels_get ()->widen[w->type] (w, r, 0, w->cols, out);
 }
 
 typedef struct {

@@ -44,7 +44,8 @@ gsize vlm_matrix_bytes (const VlmMatrix *m);
  * threading layer: OpenBLAS is kept to one thread (vlm_session_new). */
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y);
-/* One row of W as float32 (an embedding lookup). */
+/* One row of W as float32 (an embedding lookup), by the CPU's widening
+ * kernel. */
 void vlm_matrix_get_row (const VlmMatrix *w, int row, float *out);
 /* W[row, col] as float32. */
 float vlm_matrix_get_element (const VlmMatrix *w, int row, int col);
