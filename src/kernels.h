@@ -36,6 +36,8 @@ typedef struct {
     const VlmGemm *gemm[5];        /* NULL: float32 panels and cblas_sgemm (matrix.c) */
     /* x[i] = gelu_tanh (x[i]) (* mul[i] if mul) for i < n */
     void (*gelu) (float *x, const float *mul, gsize n);
+    /* x[i] = exp (x[i] - shift) for i < n; returns their sum (in double) */
+    double (*exp_sum) (float *x, gsize n, float shift);
 } VlmKernels;
 
 extern const VlmKernels vlm_kernels_generic;
@@ -61,6 +63,7 @@ static inline float vlm_gelu_inner (float v)
     return 0.7978845608028654f * (v + 0.044715f * v * v * v);
 }
 void vlm_gelu_generic (float *x, const float *mul, gsize n);
+double vlm_exp_sum_generic (float *x, gsize n, float shift);
 
 /* x for integer dot products with Q8/Q4 codes: in subgroups of 32, x ~
  * dx (xh + xl / residual) with int8 xh, xl in [-range, range] (xl the

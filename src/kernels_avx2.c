@@ -232,6 +232,25 @@ static void gelu (float *x, const float *mul, gsize n)
     vlm_gelu_generic (x + i, mul ? mul + i : NULL, n - i);
 }
 
+/* glibc's vector expf (libmvec); lanes summed in double. */
+__m256 _ZGVdN8v_expf (__m256 x);
+
+static double exp_sum (float *x, gsize n, float shift)
+{
+    const __m256 s = _mm256_set1_ps (shift);
+    __m256d sum = _mm256_setzero_pd ();
+    gsize i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = _ZGVdN8v_expf (_mm256_sub_ps (_mm256_loadu_ps (x + i), s));
+        _mm256_storeu_ps (x + i, e);
+        sum = _mm256_add_pd (sum, _mm256_add_pd (_mm256_cvtps_pd (_mm256_castps256_ps128 (e)),
+                                                 _mm256_cvtps_pd (_mm256_extractf128_ps (e, 1))));
+    }
+    double lanes[4];
+    _mm256_storeu_pd (lanes, sum);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3] + vlm_exp_sum_generic (x + i, n - i, shift);
+}
+
 /* ---- integer dot products for Q8/Q4 ----
  * vpmaddubsw multiplies unsigned bytes with signed ones in pairs, summed
  * into int16 with saturation. x comes in two int8 parts (vlm_int_x_new: 16
@@ -319,4 +338,5 @@ const VlmKernels vlm_kernels_avx2 = {
     .prepare = { NULL, NULL, NULL, prepare_int, prepare_int },
     .widen = { widen_f32, widen_bf16, widen_f16, widen_q8, widen_q4 },
     .gelu = gelu,
+    .exp_sum = exp_sum,
 };

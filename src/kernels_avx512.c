@@ -265,6 +265,24 @@ static void gelu (float *x, const float *mul, gsize n)
     vlm_gelu_generic (x + i, mul ? mul + i : NULL, n - i);
 }
 
+/* glibc's vector expf (libmvec); lanes summed in double. */
+__m512 _ZGVeN16v_expf (__m512 x);
+
+static double exp_sum (float *x, gsize n, float shift)
+{
+    const __m512 s = _mm512_set1_ps (shift);
+    __m512d sum = _mm512_setzero_pd ();
+    gsize i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = _ZGVeN16v_expf (_mm512_sub_ps (_mm512_loadu_ps (x + i), s));
+        _mm512_storeu_ps (x + i, e);
+        __m256 hi = _mm256_castpd_ps (_mm512_extractf64x4_pd (_mm512_castps_pd (e), 1));
+        sum = _mm512_add_pd (sum, _mm512_add_pd (_mm512_cvtps_pd (_mm512_castps512_ps256 (e)),
+                                                 _mm512_cvtps_pd (hi)));
+    }
+    return _mm512_reduce_add_pd (sum) + vlm_exp_sum_generic (x + i, n - i, shift);
+}
+
 const VlmKernels vlm_kernels_avx512 = {
     .name = "avx512",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8, rows_q4 },
@@ -272,6 +290,7 @@ const VlmKernels vlm_kernels_avx512 = {
     .gemm = { &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512,
               &vlm_gemm_avx512 },
     .gelu = gelu,
+    .exp_sum = exp_sum,
 };
 
 /* ---- AVX-512 VNNI: integer dot products for Q8/Q4 ----
@@ -430,4 +449,5 @@ const VlmKernels vlm_kernels_avx512_vnni = {
     .gemm = { &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512,
               &vlm_gemm_avx512 },
     .gelu = gelu,
+    .exp_sum = exp_sum,
 };

@@ -128,6 +128,16 @@ void vlm_gelu_generic (float *x, const float *mul, gsize n)
     }
 }
 
+double vlm_exp_sum_generic (float *x, gsize n, float shift)
+{
+    double sum = 0;
+    for (gsize i = 0; i < n; i++) {
+        x[i] = expf (x[i] - shift);
+        sum += x[i];
+    }
+    return sum;
+}
+
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
                         float residual, int q4_block)
 {
@@ -205,4 +215,5 @@ const VlmKernels vlm_kernels_generic = {
     .rows = { rows_f32, rows_bf16, rows_f16, rows_quant, rows_quant },
     .widen = { widen_any, widen_any, widen_any, widen_any, widen_any },
     .gelu = vlm_gelu_generic,
+    .exp_sum = vlm_exp_sum_generic,
 };

@@ -65,7 +65,7 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
         float *vc = cache->v + (gsize) l * cache->capacity * kvd;
         gboolean sliding = c->sliding_window > 0 && l % 2 == 0;
 
-        vlm_ops_rmsnorm (x, h, L->in_norm, T, H, c->rms_eps);
+        vlm_ops_rmsnorm (pool, x, h, L->in_norm, T, H, c->rms_eps);
         vlm_matrix_mul (pool, &L->wq, x, T, NULL, q);
         vlm_matrix_mul (pool, &L->wk, x, T, NULL, kc + (gsize) start * kvd);
         vlm_matrix_mul (pool, &L->wv, x, T, NULL, vc + (gsize) start * kvd);
@@ -77,10 +77,10 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
                            sliding ? lo_sliding : lo, hi);
         vlm_matrix_mul (pool, &L->wo, att, T, NULL, x);
         if (c->sandwich_norms)
-            vlm_ops_rmsnorm (x, x, L->post_attn_norm, T, H, c->rms_eps);
+            vlm_ops_rmsnorm (pool, x, x, L->post_attn_norm, T, H, c->rms_eps);
         vlm_ops_add (h, x, (gsize) T * H);
 
-        vlm_ops_rmsnorm (x, h, c->sandwich_norms ? L->pre_ffw_norm
+        vlm_ops_rmsnorm (pool, x, h, c->sandwich_norms ? L->pre_ffw_norm
                                                  : L->post_attn_norm,
                          T, H, c->rms_eps);
         vlm_matrix_mul (pool, &L->gate, x, T, NULL, gate);
@@ -88,7 +88,7 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
         vlm_ops_gelu_tanh (pool, gate, up, (gsize) T * F);
         vlm_matrix_mul (pool, &L->down, gate, T, NULL, x);
         if (c->sandwich_norms)
-            vlm_ops_rmsnorm (x, x, L->post_ffw_norm, T, H, c->rms_eps);
+            vlm_ops_rmsnorm (pool, x, x, L->post_ffw_norm, T, H, c->rms_eps);
         vlm_ops_add (h, x, (gsize) T * H);
         char name[32];
         snprintf (name, sizeof name, "text_hidden.%d", l);
@@ -98,7 +98,7 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
 
     /* Only the last position's logits are needed. */
     float *last = h + (gsize) (T - 1) * H;
-    vlm_ops_rmsnorm (x, last, w->final_norm, 1, H, c->rms_eps);
+    vlm_ops_rmsnorm (pool, x, last, w->final_norm, 1, H, c->rms_eps);
     vlm_matrix_mul (pool, &w->lm_head, x, 1, NULL, logits);
     if (c->final_softcap > 0)
         vlm_ops_softcap (logits, c->vocab_rows, c->final_softcap);

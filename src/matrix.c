@@ -4,6 +4,7 @@
 #include "matrix.h"
 
 #include "kernels.h"
+#include "ops.h"
 #include "threadpool.h"
 
 #include <cblas.h>
@@ -142,6 +143,8 @@ typedef struct {
     const VlmMatrix *w;
     const VlmGemm *gemm;
     gpointer packed;
+    const float *b;   /* bias or NULL */
+    int M;
     float *y;
 } GemmJob;
 
@@ -156,31 +159,32 @@ static void gemm_part (int ith, int nth, gpointer data)
     const GemmJob *j = data;
     int a, b;
     vlm_split (j->w->rows, ith, nth, 64, &a, &b);
-    if (a < b)
-        j->gemm->rows (j->w, j->packed, j->y, a, b);
+    if (a >= b)
+        return;
+    j->gemm->rows (j->w, j->packed, j->y, a, b);
+    if (j->b) /* each thread its own columns, while they are in cache */
+        for (int i = 0; i < j->M; i++)
+            vlm_ops_add (j->y + (gsize) i * j->w->rows + a, j->b + a, b - a);
 }
 
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y)
 {
-    int N = w->rows;
     if (M == 1) {
         gemv (pool, w, x, y);
+        if (b)
+            vlm_ops_add (y, b, w->rows);
     } else {
         const VlmGemm *gemm = vlm_kernels_get ()->gemm[w->type];
         if (!gemm)
             gemm = &blas_gemm;
-        GemmJob job = { w, gemm, gemm->pack_new (x, M, w->cols), y };
+        GemmJob job = { w, gemm, gemm->pack_new (x, M, w->cols), b, M, y };
         VlmThreadPool *p = (gsize) w->rows * w->cols * M >= (1 << 18) ? pool : NULL;
         if (gemm->pack_part)
             vlm_thread_pool_run (p, pack_part, &job);
         vlm_thread_pool_run (p, gemm_part, &job);
         gemm->free (job.packed);
     }
-    if (b)
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-                y[(gsize) i * N + j] += b[j];
 }
 
 typedef struct {

@@ -7,39 +7,81 @@
 #include <cblas.h>
 #include <math.h>
 
-void vlm_ops_layernorm (float *out, const float *x, const float *w,
-                        const float *b, int M, int D, float eps)
+/* Sums in double, four at a time (one running sum would wait on each
+ * addition). */
+static double sum_d (const float *r, int D, double centre)
 {
-    for (int i = 0; i < M; i++) {
-        const float *r = x + (gsize) i * D;
-        float *o = out + (gsize) i * D;
-        double mean = 0, var = 0;
-        for (int j = 0; j < D; j++)
-            mean += r[j];
-        mean /= D;
-        for (int j = 0; j < D; j++)
-            var += (r[j] - mean) * (r[j] - mean);
-        var /= D;
-        float inv = (float) (1.0 / sqrt (var + eps));
-        float m = (float) mean;
-        for (int j = 0; j < D; j++)
-            o[j] = (r[j] - m) * inv * w[j] + b[j];
+    double s[4] = { 0, 0, 0, 0 };
+    int j = 0;
+    for (; j + 4 <= D; j += 4)
+        for (int k = 0; k < 4; k++)
+            s[k] += r[j + k] - centre;
+    for (; j < D; j++)
+        s[0] += r[j] - centre;
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static double sum_sq_d (const float *r, int D, double centre)
+{
+    double s[4] = { 0, 0, 0, 0 };
+    int j = 0;
+    for (; j + 4 <= D; j += 4)
+        for (int k = 0; k < 4; k++)
+            s[k] += (r[j + k] - centre) * (r[j + k] - centre);
+    for (; j < D; j++)
+        s[0] += (r[j] - centre) * (r[j] - centre);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+typedef struct {
+    float *out;
+    const float *x, *w, *b;   /* b NULL: RMSNorm */
+    int M, D;
+    float eps;
+} NormJob;
+
+static void norm_part (int ith, int nth, gpointer data)
+{
+    const NormJob *j = data;
+    int a, e, D = j->D;
+    vlm_split (j->M, ith, nth, 1, &a, &e);
+    for (int i = a; i < e; i++) {
+        const float *r = j->x + (gsize) i * D;
+        float *o = j->out + (gsize) i * D;
+        if (j->b) {
+            double mean = sum_d (r, D, 0) / D;
+            float inv = (float) (1.0 / sqrt (sum_sq_d (r, D, mean) / D + j->eps));
+            float m = (float) mean;
+            for (int k = 0; k < D; k++)
+                o[k] = (r[k] - m) * inv * j->w[k] + j->b[k];
+        } else {
+            float inv = (float) (1.0 / sqrt (sum_sq_d (r, D, 0) / D + j->eps));
+            for (int k = 0; k < D; k++)
+                o[k] = (r[k] * inv) * (1.0f + j->w[k]);
+        }
     }
 }
 
-void vlm_ops_rmsnorm (float *out, const float *x, const float *w, int M, int D,
-                      float eps)
+static void run_norm (VlmThreadPool *pool, const NormJob *job)
 {
-    for (int i = 0; i < M; i++) {
-        const float *r = x + (gsize) i * D;
-        float *o = out + (gsize) i * D;
-        double ss = 0;
-        for (int j = 0; j < D; j++)
-            ss += (double) r[j] * r[j];
-        float inv = (float) (1.0 / sqrt (ss / D + eps));
-        for (int j = 0; j < D; j++)
-            o[j] = (r[j] * inv) * (1.0f + w[j]);
-    }
+    /* A decode step's row or a small model's rows are not worth waking the
+     * workers for. */
+    vlm_thread_pool_run (job->M > 1 && (gsize) job->M * job->D >= 16384 ? pool : NULL,
+                         norm_part, (gpointer) job);
+}
+
+void vlm_ops_layernorm (VlmThreadPool *pool, float *out, const float *x, const float *w,
+                        const float *b, int M, int D, float eps)
+{
+    NormJob job = { out, x, w, b, M, D, eps };
+    run_norm (pool, &job);
+}
+
+void vlm_ops_rmsnorm (VlmThreadPool *pool, float *out, const float *x, const float *w,
+                      int M, int D, float eps)
+{
+    NormJob job = { out, x, w, NULL, M, D, eps };
+    run_norm (pool, &job);
 }
 
 typedef struct {
@@ -99,19 +141,18 @@ void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const int *pos,
     }
 }
 
-static void softmax_row (float *x, int lo, int hi, int n)
+static void softmax_row (const VlmKernels *kern, float *x, int lo, int hi, int n)
 {
     float max = -INFINITY;
+    for (int j = lo; j < hi; j++) /* not fmaxf: a libm call per score */
+        max = x[j] > max ? x[j] : max;
+    float inv = (float) (1.0 / kern->exp_sum (x + lo, hi - lo, max));
+    for (int j = 0; j < lo; j++)
+        x[j] = 0.0f;
     for (int j = lo; j < hi; j++)
-        max = fmaxf (max, x[j]);
-    double sum = 0;
-    for (int j = lo; j < hi; j++) {
-        x[j] = expf (x[j] - max);
-        sum += x[j];
-    }
-    float inv = (float) (1.0 / sum);
-    for (int j = 0; j < n; j++)
-        x[j] = (j >= lo && j < hi) ? x[j] * inv : 0.0f;
+        x[j] *= inv;
+    for (int j = hi; j < n; j++)
+        x[j] = 0.0f;
 }
 
 typedef struct {
@@ -132,6 +173,7 @@ static void attention_part (int ith, int nth, gpointer data)
     vlm_split (j->n_heads, ith, nth, 1, &h0, &h1);
     if (h0 >= h1)
         return;
+    const VlmKernels *kern = vlm_kernels_get ();
     float *scores = g_new (float, (gsize) T * S);
     for (int h = h0; h < h1; h++) {
         int g = h / group;
@@ -155,7 +197,7 @@ static void attention_part (int ith, int nth, gpointer data)
         else if (j->softcap > 0)
             vlm_ops_softcap (scores, (gsize) T * S, j->softcap);
         for (int t = 0; t < T; t++)
-            softmax_row (scores + (gsize) t * S, j->lo[t], j->hi[t], S);
+            softmax_row (kern, scores + (gsize) t * S, j->lo[t], j->hi[t], S);
         if (T == 1) {
             cblas_sgemv (CblasRowMajor, CblasTrans, n, d, 1.0f, vg + (gsize) lo * ks, ks,
                          scores + lo, 1, 0.0f, oh, 1);

@@ -7,12 +7,13 @@
 
 #include <glib.h>
 
-/* LayerNorm over rows of D with biased variance: out may equal x. */
-void vlm_ops_layernorm (float *out, const float *x, const float *w,
+/* LayerNorm over rows of D with biased variance: out may equal x. Rows
+ * split among the pool's threads. */
+void vlm_ops_layernorm (VlmThreadPool *pool, float *out, const float *x, const float *w,
                         const float *b, int M, int D, float eps);
 /* Gemma RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + w). out may equal x. */
-void vlm_ops_rmsnorm (float *out, const float *x, const float *w, int M, int D,
-                      float eps);
+void vlm_ops_rmsnorm (VlmThreadPool *pool, float *out, const float *x, const float *w,
+                      int M, int D, float eps);
 /* x = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) [* mul], in place,
  * on the pool's threads (mul may be NULL). */
 void vlm_ops_gelu_tanh (VlmThreadPool *pool, float *x, const float *mul, gsize n);

@@ -48,7 +48,7 @@ void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
     float scale = 1.0f / sqrtf ((float) c->head_dim);
     for (int l = 0; l < c->n_layers; l++) {
         const VlmVisionLayer *L = &w->layers[l];
-        vlm_ops_layernorm (x, h, L->ln1_w, L->ln1_b, N, D, c->ln_eps);
+        vlm_ops_layernorm (pool, x, h, L->ln1_w, L->ln1_b, N, D, c->ln_eps);
         vlm_matrix_mul (pool, &L->wq, x, N, L->bq, q);
         vlm_matrix_mul (pool, &L->wk, x, N, L->bk, k);
         vlm_matrix_mul (pool, &L->wv, x, N, L->bv, v);
@@ -57,7 +57,7 @@ void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
         vlm_matrix_mul (pool, &L->wo, att, N, L->bo, x);
         vlm_ops_add (h, x, nd);
 
-        vlm_ops_layernorm (x, h, L->ln2_w, L->ln2_b, N, D, c->ln_eps);
+        vlm_ops_layernorm (pool, x, h, L->ln2_w, L->ln2_b, N, D, c->ln_eps);
         vlm_matrix_mul (pool, &L->fc1, x, N, L->fc1_b, mlp);
         vlm_ops_gelu_tanh (pool, mlp, NULL, (gsize) N * I);
         vlm_matrix_mul (pool, &L->fc2, mlp, N, L->fc2_b, x);
@@ -66,7 +66,7 @@ void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
         snprintf (name, sizeof name, "vision_hidden.%d", l);
         vlm_trace (trace, name, h, N, D);
     }
-    vlm_ops_layernorm (h, h, w->post_ln_w, w->post_ln_b, N, D, c->ln_eps);
+    vlm_ops_layernorm (pool, h, h, w->post_ln_w, w->post_ln_b, N, D, c->ln_eps);
     vlm_trace (trace, "vision_out", h, N, D);
 
     g_free (patches);

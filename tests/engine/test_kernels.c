@@ -5,6 +5,7 @@
  * path. */
 #include "kernels.h"
 #include "matrix.h"
+#include "ops.h"
 #include "threadpool.h"
 
 #include <math.h>
@@ -164,6 +165,21 @@ static void test_sets_agree (void)
             g_assert_cmpfloat (fabsf (x[i] - y[i]), <=, 1e-6f * (1 + fabsf (x[i])));
         checked++;
     }
+    /* softmax's exponentials through libmvec's expf against libm's; a
+     * length that leaves a tail for the scalar loop */
+    for (guint s = 0; s < G_N_ELEMENTS (sets); s++) {
+        if (!cpu_runs (sets[s]))
+            continue;
+        float x[301], y[301];
+        for (int i = 0; i < 301; i++)
+            x[i] = y[i] = (i - 250) * 0.1f;
+        double want = vlm_exp_sum_generic (x, 301, 3.5f);
+        double got = sets[s]->exp_sum (y, 301, 3.5f);
+        g_assert_cmpfloat (fabs (want - got), <=, 1e-6 * want);
+        for (int i = 0; i < 301; i++)
+            g_assert_cmpfloat (fabsf (x[i] - y[i]), <=, 1e-6f * x[i]);
+        checked++;
+    }
     g_test_message ("%d kernel/format/size combinations agree", checked);
 }
 
@@ -250,6 +266,44 @@ static void test_gemm_matches_gemv (void)
     vlm_thread_pool_free (pool);
 }
 
+/* The norms on two threads (rows split) against float64, at a size large
+ * enough for the pool to be used. */
+static void test_norms (void)
+{
+    VlmThreadPool *pool = vlm_thread_pool_new (2);
+    int M = 37, D = 1001;
+    float *x = g_new (float, M * D), *y = g_new (float, M * D), w[1001], b[1001];
+    for (int i = 0; i < M * D; i++)
+        x[i] = rnd () * 3 + 1;
+    for (int j = 0; j < D; j++) {
+        w[j] = rnd ();
+        b[j] = rnd ();
+    }
+    for (int rms = 0; rms < 2; rms++) {
+        if (rms)
+            vlm_ops_rmsnorm (pool, y, x, w, M, D, 1e-6f);
+        else
+            vlm_ops_layernorm (pool, y, x, w, b, M, D, 1e-6f);
+        for (int i = 0; i < M; i++) {
+            const float *r = x + i * D;
+            double mean = 0, var = 0;
+            for (int j = 0; j < D; j++)
+                mean += rms ? 0 : r[j];
+            mean /= D;
+            for (int j = 0; j < D; j++)
+                var += (r[j] - mean) * (r[j] - mean);
+            double inv = 1 / sqrt (var / D + 1e-6);
+            for (int j = 0; j < D; j++) {
+                double want = rms ? r[j] * inv * (1.0 + w[j]) : (r[j] - mean) * inv * w[j] + b[j];
+                g_assert_cmpfloat (fabs (y[i * D + j] - want), <=, 1e-6 * (1 + fabs (want)));
+            }
+        }
+    }
+    g_free (x);
+    g_free (y);
+    vlm_thread_pool_free (pool);
+}
+
 static void test_f16_conversion (void)
 {
     /* Every half round-trips; rounding is to nearest even. */
@@ -270,5 +324,6 @@ int main (int argc, char **argv)
     g_test_add_func ("/kernels/quantize-roundtrip", test_quantize_roundtrip);
     g_test_add_func ("/kernels/gemm-matches-gemv", test_gemm_matches_gemv);
     g_test_add_func ("/kernels/f16-conversion", test_f16_conversion);
+    g_test_add_func ("/kernels/norms", test_norms);
     return g_test_run ();
 }
