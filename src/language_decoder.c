@@ -66,9 +66,10 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
         gboolean sliding = c->sliding_window > 0 && l % 2 == 0;
 
         vlm_ops_rmsnorm (pool, x, h, L->in_norm, T, H, c->rms_eps);
-        vlm_matrix_mul (pool, &L->wq, x, T, NULL, q);
-        vlm_matrix_mul (pool, &L->wk, x, T, NULL, kc + (gsize) start * kvd);
-        vlm_matrix_mul (pool, &L->wv, x, T, NULL, vc + (gsize) start * kvd);
+        const VlmProduct qkv[] = { { &L->wq, NULL, q },
+                                   { &L->wk, NULL, kc + (gsize) start * kvd },
+                                   { &L->wv, NULL, vc + (gsize) start * kvd } };
+        vlm_matrix_mul_many (pool, qkv, 3, x, T);
         vlm_ops_rope (q, T, c->n_heads, hd, pos, c->rope_theta);
         vlm_ops_rope (kc + (gsize) start * kvd, T, c->n_kv_heads, hd, pos,
                       c->rope_theta);
@@ -83,8 +84,8 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
         vlm_ops_rmsnorm (pool, x, h, c->sandwich_norms ? L->pre_ffw_norm
                                                  : L->post_attn_norm,
                          T, H, c->rms_eps);
-        vlm_matrix_mul (pool, &L->gate, x, T, NULL, gate);
-        vlm_matrix_mul (pool, &L->up, x, T, NULL, up);
+        const VlmProduct gate_up[] = { { &L->gate, NULL, gate }, { &L->up, NULL, up } };
+        vlm_matrix_mul_many (pool, gate_up, 2, x, T);
         vlm_ops_gelu_tanh (pool, gate, up, (gsize) T * F);
         vlm_matrix_mul (pool, &L->down, gate, T, NULL, x);
         if (c->sandwich_norms)

@@ -49,34 +49,61 @@ void vlm_matrix_get_row (const VlmMatrix *w, int r, float *out)
     vlm_kernels_get ()->widen[w->type] (w, r, 0, w->cols, out);
 }
 
+/* Calls f on each product's part of this thread's share of the rows of all
+ * products, taken one after another; then adds that part's bias. */
+typedef void (*PieceFunc) (gconstpointer job, const VlmProduct *p, int r0, int r1);
+
+static void for_each_piece (const VlmProduct *p, int n, int M, int ith, int nth, int align,
+                            PieceFunc f, gconstpointer job)
+{
+    int total = 0, a, b;
+    for (int i = 0; i < n; i++)
+        total += p[i].w->rows;
+    vlm_split (total, ith, nth, align, &a, &b);
+    for (int i = 0, base = 0; i < n && base < b; base += p[i].w->rows, i++) {
+        int N = p[i].w->rows, r0 = MAX (a - base, 0), r1 = MIN (b - base, N);
+        if (r0 >= r1)
+            continue;
+        f (job, &p[i], r0, r1);
+        if (p[i].b) /* each thread its own columns, while they are in cache */
+            for (int t = 0; t < M; t++)
+                vlm_ops_add (p[i].y + (gsize) t * N + r0, p[i].b + r0, r1 - r0);
+    }
+}
+
 typedef struct {
-    const VlmMatrix *w;
+    const VlmProduct *p;
+    int n;
     const float *x, *xg;
     const void *prep;
-    float *y;
     VlmRowsFunc rows;
 } GemvJob;
 
-static void gemv_part (int ith, int nth, gpointer data)
+static void gemv_piece (gconstpointer job, const VlmProduct *p, int r0, int r1)
 {
-    GemvJob *j = data;
-    int r0, r1;
-    vlm_split (j->w->rows, ith, nth, 16, &r0, &r1);
-    if (r0 < r1)
-        j->rows (j->w, j->x, j->xg, j->prep, j->y, r0, r1);
+    const GemvJob *j = job;
+    j->rows (p->w, j->x, j->xg, j->prep, p->y, r0, r1);
 }
 
-static void gemv (VlmThreadPool *pool, const VlmMatrix *w, const float *x, float *y)
+static void gemv_part (int ith, int nth, gpointer data)
+{
+    const GemvJob *j = data;
+    for_each_piece (j->p, j->n, 1, ith, nth, 16, gemv_piece, j);
+}
+
+/* x is prepared once for all products (they share type, group and cols). */
+static void gemv (VlmThreadPool *pool, const VlmProduct *p, int n, gsize size, const float *x)
 {
     const VlmKernels *k = vlm_kernels_get ();
-    GemvJob job = { w, x, NULL, NULL, y, k->rows[w->type] };
+    const VlmMatrix *w = p[0].w;
+    GemvJob job = { p, n, x, NULL, NULL, k->rows[w->type] };
     float *xpad = NULL, *xg = NULL;
     gpointer prep = NULL;
     if (w->type == VLM_MAT_Q8 || w->type == VLM_MAT_Q4) {
         /* Kernels read whole groups: x is zero past cols. */
-        int n = w->n_groups * w->group;
-        if (n != w->cols) {
-            xpad = g_new0 (float, n);
+        int padded = w->n_groups * w->group;
+        if (padded != w->cols) {
+            xpad = g_new0 (float, padded);
             memcpy (xpad, x, w->cols * sizeof (float));
             job.x = xpad;
         }
@@ -92,7 +119,7 @@ static void gemv (VlmThreadPool *pool, const VlmMatrix *w, const float *x, float
     if (k->prepare[w->type])
         job.prep = prep = k->prepare[w->type] (w, job.x);
     /* Waking the workers costs more than a small matrix. */
-    vlm_thread_pool_run ((gsize) w->rows * w->cols >= (1 << 16) ? pool : NULL, gemv_part, &job);
+    vlm_thread_pool_run (size >= (1 << 16) ? pool : NULL, gemv_part, &job);
     g_free (xpad);
     g_free (xg);
     g_free (prep);
@@ -140,12 +167,10 @@ static void blas_rows (const VlmMatrix *w, gconstpointer packed, float *y, int a
 static const VlmGemm blas_gemm = { blas_pack_new, NULL, blas_rows, g_free };
 
 typedef struct {
-    const VlmMatrix *w;
+    const VlmProduct *p;
+    int n, M;
     const VlmGemm *gemm;
     gpointer packed;
-    const float *b;   /* bias or NULL */
-    int M;
-    float *y;
 } GemmJob;
 
 static void pack_part (int ith, int nth, gpointer data)
@@ -154,37 +179,51 @@ static void pack_part (int ith, int nth, gpointer data)
     j->gemm->pack_part (j->packed, ith, nth);
 }
 
+static void gemm_piece (gconstpointer job, const VlmProduct *p, int r0, int r1)
+{
+    const GemmJob *j = job;
+    j->gemm->rows (p->w, j->packed, p->y, r0, r1);
+}
+
 static void gemm_part (int ith, int nth, gpointer data)
 {
     const GemmJob *j = data;
-    int a, b;
-    vlm_split (j->w->rows, ith, nth, 64, &a, &b);
-    if (a >= b)
+    for_each_piece (j->p, j->n, j->M, ith, nth, 64, gemm_piece, j);
+}
+
+void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
+                          const float *x, int M)
+{
+    const VlmMatrix *w = p[0].w;
+    gsize size = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i].w->type != w->type || p[i].w->group != w->group) {
+            for (int k = 0; k < n; k++) /* formats differ: one at a time */
+                vlm_matrix_mul_many (pool, &p[k], 1, x, M);
+            return;
+        }
+        size += (gsize) p[i].w->rows * w->cols;
+    }
+    if (M == 1) {
+        gemv (pool, p, n, size, x);
         return;
-    j->gemm->rows (j->w, j->packed, j->y, a, b);
-    if (j->b) /* each thread its own columns, while they are in cache */
-        for (int i = 0; i < j->M; i++)
-            vlm_ops_add (j->y + (gsize) i * j->w->rows + a, j->b + a, b - a);
+    }
+    const VlmGemm *gemm = vlm_kernels_get ()->gemm[w->type];
+    if (!gemm)
+        gemm = &blas_gemm;
+    GemmJob job = { p, n, M, gemm, gemm->pack_new (x, M, w->cols) };
+    VlmThreadPool *tp = size * M >= (1 << 18) ? pool : NULL;
+    if (gemm->pack_part)
+        vlm_thread_pool_run (tp, pack_part, &job);
+    vlm_thread_pool_run (tp, gemm_part, &job);
+    gemm->free (job.packed);
 }
 
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y)
 {
-    if (M == 1) {
-        gemv (pool, w, x, y);
-        if (b)
-            vlm_ops_add (y, b, w->rows);
-    } else {
-        const VlmGemm *gemm = vlm_kernels_get ()->gemm[w->type];
-        if (!gemm)
-            gemm = &blas_gemm;
-        GemmJob job = { w, gemm, gemm->pack_new (x, M, w->cols), b, M, y };
-        VlmThreadPool *p = (gsize) w->rows * w->cols * M >= (1 << 18) ? pool : NULL;
-        if (gemm->pack_part)
-            vlm_thread_pool_run (p, pack_part, &job);
-        vlm_thread_pool_run (p, gemm_part, &job);
-        gemm->free (job.packed);
-    }
+    VlmProduct p = { w, b, y };
+    vlm_matrix_mul_many (pool, &p, 1, x, M);
 }
 
 typedef struct {

@@ -44,6 +44,18 @@ gsize vlm_matrix_bytes (const VlmMatrix *m);
  * threading layer: OpenBLAS is kept to one thread (vlm_session_new). */
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y);
+/* One product y[M, w->rows] = x . W^T (+ b). */
+typedef struct {
+    const VlmMatrix *w;
+    const float *b;   /* bias or NULL */
+    float *y;
+} VlmProduct;
+
+/* Several products of the same x [M, cols] (q, k and v; gate and up): x is
+ * packed or prepared once, and the threads split the rows of all of them in
+ * one hand-off. Matrices of different formats are done one at a time. */
+void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
+                          const float *x, int M);
 /* One row of W as float32 (an embedding lookup), by the CPU's widening
  * kernel. */
 void vlm_matrix_get_row (const VlmMatrix *w, int row, float *out);

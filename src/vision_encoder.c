@@ -49,9 +49,9 @@ void vlm_vision_encode (const VlmVisionConfig *c, const VlmVisionWeights *w,
     for (int l = 0; l < c->n_layers; l++) {
         const VlmVisionLayer *L = &w->layers[l];
         vlm_ops_layernorm (pool, x, h, L->ln1_w, L->ln1_b, N, D, c->ln_eps);
-        vlm_matrix_mul (pool, &L->wq, x, N, L->bq, q);
-        vlm_matrix_mul (pool, &L->wk, x, N, L->bk, k);
-        vlm_matrix_mul (pool, &L->wv, x, N, L->bv, v);
+        const VlmProduct qkv[] = { { &L->wq, L->bq, q }, { &L->wk, L->bk, k },
+                                   { &L->wv, L->bv, v } };
+        vlm_matrix_mul_many (pool, qkv, 3, x, N);
         vlm_ops_attention (pool, att, q, k, v, N, N, c->n_heads, c->n_heads,
                            c->head_dim, scale, 0.0f, lo, hi);
         vlm_matrix_mul (pool, &L->wo, att, N, L->bo, x);

@@ -266,6 +266,56 @@ static void test_gemm_matches_gemv (void)
     vlm_thread_pool_free (pool);
 }
 
+/* Several products of one x in one hand-off (q, k, v) give what each gives
+ * alone: the threads' shares cross from one matrix to the next; bias, GEMV
+ * and GEMM; one product of another format is done apart. */
+static void test_mul_many (void)
+{
+    VlmThreadPool *pool = vlm_thread_pool_new (2);
+    const int rows[3] = { 300, 37, 130 }, cols = 1000, Ms[] = { 1, 23 };
+    float *x = g_new (float, 23 * cols), *w[3], *b[3], *y[3], *want = g_new (float, 23 * 300);
+    for (int i = 0; i < 23 * cols; i++)
+        x[i] = rnd ();
+    for (int k = 0; k < 3; k++) {
+        w[k] = g_new (float, rows[k] * cols);
+        b[k] = g_new (float, rows[k]);
+        y[k] = g_new (float, 23 * rows[k]);
+        for (int i = 0; i < rows[k] * cols; i++)
+            w[k][i] = rnd ();
+        for (int i = 0; i < rows[k]; i++)
+            b[k][i] = rnd ();
+    }
+    for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4 + 2; t++)
+        for (guint mi = 0; mi < G_N_ELEMENTS (Ms); mi++) {
+            int M = Ms[mi];
+            gpointer keep[3];
+            VlmMatrix m[3];
+            VlmProduct p[3];
+            for (int k = 0; k < 3; k++) {
+                /* the last one in F32 once, to mix formats */
+                m[k] = make (k == 2 && t == VLM_MAT_Q8 ? VLM_MAT_F32 : t, w[k], rows[k], cols,
+                             &keep[k]);
+                p[k] = (VlmProduct) { &m[k], k == 1 ? NULL : b[k], y[k] };
+            }
+            vlm_matrix_mul_many (pool, p, 3, x, M);
+            for (int k = 0; k < 3; k++) {
+                vlm_matrix_mul (pool, &m[k], x, M, p[k].b, want);
+                /* sums of 1000 terms ~1: cblas blocks by the panel's rows */
+                for (int i = 0; i < M * rows[k]; i++)
+                    g_assert_cmpfloat (fabsf (y[k][i] - want[i]), <=, 1e-6f * (32 + fabsf (want[i])));
+                g_free (keep[k]);
+            }
+        }
+    for (int k = 0; k < 3; k++) {
+        g_free (w[k]);
+        g_free (b[k]);
+        g_free (y[k]);
+    }
+    g_free (x);
+    g_free (want);
+    vlm_thread_pool_free (pool);
+}
+
 /* The norms on two threads (rows split) against float64, at a size large
  * enough for the pool to be used. */
 static void test_norms (void)
@@ -325,5 +375,6 @@ int main (int argc, char **argv)
     g_test_add_func ("/kernels/gemm-matches-gemv", test_gemm_matches_gemv);
     g_test_add_func ("/kernels/f16-conversion", test_f16_conversion);
     g_test_add_func ("/kernels/norms", test_norms);
+    g_test_add_func ("/kernels/mul-many", test_mul_many);
     return g_test_run ();
 }
