@@ -116,7 +116,6 @@ static void tile_any (const float *a, const float *w, gsize ldw, int kc, float *
 static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1)
 {
     const PackedX *p = packed;
-    const VlmKernels *kernels = vlm_kernels_get ();
     int M = p->M, K = p->K, N = w->rows, ld = 32 * p->n_tiles;
     int max_rows = MIN (ROW_BLOCK, r1 - r0), max_cols = MIN (COL_BLOCK, K);
     float *yt = g_malloc (sizeof (float) * max_rows * ld);
@@ -130,7 +129,7 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
             gsize ldw;
             if (panel) {
                 for (int i = 0; i < nb; i++)
-                    kernels->widen[w->type] (w, b0 + i, k0, k0 + kc, panel + (gsize) i * kc);
+                    vlm_matrix_widen (w, b0 + i, k0, k0 + kc, panel + (gsize) i * kc);
                 wp = panel;
                 ldw = kc;
             } else {

@@ -19,14 +19,55 @@ const char *vlm_mat_type_name (VlmMatType t)
 
 gsize vlm_matrix_bytes (const VlmMatrix *m)
 {
-    gsize bytes = m->row_bytes * m->rows;
-    if (m->type == VLM_MAT_Q8 || m->type == VLM_MAT_Q4)
-        bytes += (gsize) m->rows * m->n_groups * 2 * sizeof (guint16);
-    return bytes;
+    if (m->type != VLM_MAT_Q8 && m->type != VLM_MAT_Q4)
+        return m->row_bytes * m->rows;
+    gsize codes = (gsize) m->n_groups * m->group * (m->type == VLM_MAT_Q8 ? 8 : 4) / 8;
+    return (codes + m->n_groups * 2 * sizeof (guint16)) * m->rows;
+}
+
+int vlm_matrix_n_pieces (const VlmMatrix *w)
+{
+    return w->piece_cols ? (w->cols + w->piece_cols - 1) / w->piece_cols : 1;
+}
+
+VlmMatrix vlm_matrix_piece (const VlmMatrix *w, int p)
+{
+    if (!w->piece_cols)
+        return *w;
+    VlmMatrix v = *w;
+    v.cols = MIN (w->piece_cols, w->cols - p * w->piece_cols);
+    v.n_groups = (v.cols + w->group - 1) / w->group;
+    v.row_bytes = (gsize) v.n_groups * w->group * (w->type == VLM_MAT_Q8 ? 8 : 4) / 8;
+    gsize before = (gsize) p * w->rows; /* rows of the full pieces before */
+    v.data = (const guint8 *) w->data + before * w->row_bytes;
+    v.scales += before * (w->piece_cols / w->group);
+    v.biases += before * (w->piece_cols / w->group);
+    v.piece_cols = 0;
+    return v;
+}
+
+void vlm_matrix_widen (const VlmMatrix *w, int r, int j0, int j1, float *out)
+{
+    VlmWidenFunc widen = vlm_kernels_get ()->widen[w->type];
+    if (!w->piece_cols) {
+        widen (w, r, j0, j1, out);
+        return;
+    }
+    while (j0 < j1) {
+        int p = j0 / w->piece_cols, c0 = p * w->piece_cols, e = MIN (j1, c0 + w->piece_cols);
+        VlmMatrix v = vlm_matrix_piece (w, p);
+        widen (&v, r, j0 - c0, e - c0, out);
+        out += e - j0;
+        j0 = e;
+    }
 }
 
 float vlm_matrix_get_element (const VlmMatrix *w, int r, int j)
 {
+    if (w->piece_cols) {
+        VlmMatrix v = vlm_matrix_piece (w, j / w->piece_cols);
+        return vlm_matrix_get_element (&v, r, j % w->piece_cols);
+    }
     const guint8 *row = (const guint8 *) w->data + (gsize) r * w->row_bytes;
     switch (w->type) {
     case VLM_MAT_F32:
@@ -46,7 +87,7 @@ float vlm_matrix_get_element (const VlmMatrix *w, int r, int j)
 
 void vlm_matrix_get_row (const VlmMatrix *w, int r, float *out)
 {
-    vlm_kernels_get ()->widen[w->type] (w, r, 0, w->cols, out);
+    vlm_matrix_widen (w, r, 0, w->cols, out);
 }
 
 /* Calls f on each product's part of this thread's share of the rows of all
@@ -73,16 +114,28 @@ static void for_each_piece (const VlmProduct *p, int n, int M, int ith, int nth,
 
 typedef struct {
     const VlmProduct *p;
-    int n;
+    int n, n_pieces;
     const float *x, *xg;
-    const void *prep;
+    gpointer *prep;   /* [n_pieces] */
     VlmRowsFunc rows;
 } GemvJob;
 
 static void gemv_piece (gconstpointer job, const VlmProduct *p, int r0, int r1)
 {
     const GemvJob *j = job;
-    j->rows (p->w, j->x, j->xg, j->prep, p->y, r0, r1);
+    if (j->n_pieces == 1) {
+        j->rows (p->w, j->x, j->xg, j->prep[0], p->y, r0, r1);
+        return;
+    }
+    float *part = g_new (float, r1);
+    for (int c = 0; c < j->n_pieces; c++) {
+        int c0 = c * p->w->piece_cols;
+        VlmMatrix v = vlm_matrix_piece (p->w, c);
+        j->rows (&v, j->x + c0, j->xg + c0 / v.group, j->prep[c], c ? part : p->y, r0, r1);
+        if (c)
+            vlm_ops_add (p->y + r0, part + r0, r1 - r0);
+    }
+    g_free (part);
 }
 
 static void gemv_part (int ith, int nth, gpointer data)
@@ -96,10 +149,12 @@ static void gemv (VlmThreadPool *pool, const VlmProduct *p, int n, gsize size, c
 {
     const VlmKernels *k = vlm_kernels_get ();
     const VlmMatrix *w = p[0].w;
-    GemvJob job = { p, n, x, NULL, NULL, k->rows[w->type] };
+    gboolean quant = w->type == VLM_MAT_Q8 || w->type == VLM_MAT_Q4;
+    int n_pieces = vlm_matrix_n_pieces (w);
+    gpointer prep[n_pieces];
+    GemvJob job = { p, n, n_pieces, x, NULL, prep, k->rows[w->type] };
     float *xpad = NULL, *xg = NULL;
-    gpointer prep = NULL;
-    if (w->type == VLM_MAT_Q8 || w->type == VLM_MAT_Q4) {
+    if (quant) {
         /* Kernels read whole groups: x is zero past cols. */
         int padded = w->n_groups * w->group;
         if (padded != w->cols) {
@@ -116,13 +171,16 @@ static void gemv (VlmThreadPool *pool, const VlmProduct *p, int n, gsize size, c
         }
         job.xg = xg;
     }
-    if (k->prepare[w->type])
-        job.prep = prep = k->prepare[w->type] (w, job.x);
+    for (int c = 0; c < n_pieces; c++) {
+        VlmMatrix v = vlm_matrix_piece (w, c);
+        prep[c] = k->prepare[w->type] ? k->prepare[w->type] (&v, job.x + c * w->piece_cols) : NULL;
+    }
     /* Waking the workers costs more than a small matrix. */
     vlm_thread_pool_run (size >= (1 << 16) ? pool : NULL, gemv_part, &job);
     g_free (xpad);
     g_free (xg);
-    g_free (prep);
+    for (int c = 0; c < n_pieces; c++)
+        g_free (prep[c]);
 }
 
 /* The GEMM where the CPU has no kernel of ours: x as it is, and each
@@ -153,11 +211,10 @@ static void blas_rows (const VlmMatrix *w, gconstpointer packed, float *y, int a
     /* Panels of ~1M floats (4 MB, cache-friendly), in multiples of 16 rows. */
     int R = MIN (b - a, MAX (16, (1 << 20) / K / 16 * 16));
     float *panel = g_new (float, (gsize) R * K);
-    VlmWidenFunc widen = vlm_kernels_get ()->widen[w->type];
     for (int r0 = a; r0 < b; r0 += R) {
         int n = MIN (R, b - r0);
         for (int i = 0; i < n; i++)
-            widen (w, r0 + i, 0, K, panel + (gsize) i * K);
+            vlm_matrix_widen (w, r0 + i, 0, K, panel + (gsize) i * K);
         cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, p->M, n, K, 1.0f, p->x, K,
                      panel, K, 0.0f, y + r0, N);
     }
@@ -197,7 +254,8 @@ void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
     const VlmMatrix *w = p[0].w;
     gsize size = 0;
     for (int i = 0; i < n; i++) {
-        if (p[i].w->type != w->type || p[i].w->group != w->group) {
+        if (p[i].w->type != w->type || p[i].w->group != w->group ||
+            p[i].w->piece_cols != w->piece_cols) {
             for (int k = 0; k < n; k++) /* formats differ: one at a time */
                 vlm_matrix_mul_many (pool, &p[k], 1, x, M);
             return;
@@ -237,37 +295,37 @@ static void quantize_part (int ith, int nth, gpointer data)
     const QuantJob *j = data;
     const VlmMatrix *m = j->m;
     int bits = m->type == VLM_MAT_Q8 ? 8 : 4, levels = (1 << bits) - 1;
-    int g = m->group, n_groups = m->n_groups, cols = m->cols;
-    int a, b;
+    int g = m->group, a, b;
     vlm_split (j->n, ith, nth, 1, &a, &b);
-    guint16 *scales = (guint16 *) m->scales, *biases = (guint16 *) m->biases;
-    for (int r = j->r0 + a; r < j->r0 + b; r++) {
-        const float *row = j->w + (gsize) (r - j->r0) * cols;
-        guint8 *q = (guint8 *) m->data + r * m->row_bytes;
-        for (int k = 0; k < n_groups; k++) {
-            int j0 = k * g, j1 = MIN (cols, j0 + g);
-            float lo = row[j0], hi = row[j0];
-            for (int j = j0; j < j1; j++) { /* not fminf: a libm call per weight */
-                lo = row[j] < lo ? row[j] : lo;
-                hi = row[j] > hi ? row[j] : hi;
-            }
-            /* Codes are computed against the rounded f16 scale and offset,
-             * so that dequantization reproduces them exactly. */
-            guint16 s16 = vlm_f32_to_f16 ((hi - lo) / levels);
-            guint16 b16 = vlm_f32_to_f16 (lo);
-            float s = vlm_f16_to_f32 (s16), b = vlm_f16_to_f32 (b16);
-            scales[(gsize) r * n_groups + k] = s16;
-            biases[(gsize) r * n_groups + k] = b16;
-            for (int j = j0; j < j1; j++) {
-                int v = s > 0 ? (int) lrintf ((row[j] - b) / s) : 0;
-                v = CLAMP (v, 0, levels);
-                if (bits == 8)
-                    q[j] = v;
-                else
-                    q[j / 2] |= v << (4 * (j & 1));
+    for (int r = j->r0 + a; r < j->r0 + b; r++)
+        for (int p = 0; p < vlm_matrix_n_pieces (m); p++) {
+            VlmMatrix v = vlm_matrix_piece (m, p);
+            const float *row = j->w + (gsize) (r - j->r0) * m->cols + p * m->piece_cols;
+            guint8 *q = (guint8 *) v.data + r * v.row_bytes;
+            guint16 *rs = (guint16 *) v.scales + (gsize) r * v.n_groups;
+            guint16 *rb = (guint16 *) v.biases + (gsize) r * v.n_groups;
+            for (int k = 0; k < v.n_groups; k++) {
+                int j0 = k * g, j1 = MIN (v.cols, j0 + g);
+                float lo = row[j0], hi = row[j0];
+                for (int j = j0; j < j1; j++) { /* not fminf: a libm call per weight */
+                    lo = row[j] < lo ? row[j] : lo;
+                    hi = row[j] > hi ? row[j] : hi;
+                }
+                /* Codes are computed against the rounded f16 scale and
+                 * offset, so that dequantization reproduces them exactly. */
+                rs[k] = vlm_f32_to_f16 ((hi - lo) / levels);
+                rb[k] = vlm_f32_to_f16 (lo);
+                float s = vlm_f16_to_f32 (rs[k]), o = vlm_f16_to_f32 (rb[k]);
+                for (int j = j0; j < j1; j++) {
+                    int c = s > 0 ? (int) lrintf ((row[j] - o) / s) : 0;
+                    c = CLAMP (c, 0, levels);
+                    if (bits == 8)
+                        q[j] = c;
+                    else
+                        q[j / 2] |= c << (4 * (j & 1));
+                }
             }
         }
-    }
 }
 
 gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
@@ -275,12 +333,14 @@ gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
 {
     int bits = type == VLM_MAT_Q8 ? 8 : 4;
     int g = 32, n_groups = (cols + g - 1) / g;
-    gsize row_bytes = (gsize) n_groups * g * bits / 8;
-    gsize codes = row_bytes * rows, params = (gsize) rows * n_groups;
+    int piece_cols = cols > VLM_PIECE_COLS ? VLM_PIECE_COLS : 0;
+    gsize row_bytes = (gsize) (piece_cols ? piece_cols : n_groups * g) * bits / 8;
+    gsize codes = (gsize) n_groups * g * bits / 8 * rows, params = (gsize) rows * n_groups;
     guint8 *block = g_malloc0 (codes + 2 * params * sizeof (guint16));
     guint16 *scales = (guint16 *) (block + codes), *biases = scales + params;
     *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols, .data = block,
                        .row_bytes = row_bytes, .group = g, .n_groups = n_groups,
+                       .piece_cols = piece_cols,
                        .scales = scales, .biases = biases };
     return block;
 }

@@ -6,7 +6,12 @@
  * groups of `group` consecutive weights share a scale s and an offset b,
  * w = s * q + b, q unsigned 8 or 4 bits (Q4: byte k of a row holds code 2k
  * in its low nibble and 2k+1 in its high one). A row holds
- * n_groups * group codes; codes past cols are zero padding. */
+ * n_groups * group codes; codes past cols are zero padding.
+ * Quantized at load, rows longer than VLM_PIECE_COLS are kept in pieces of
+ * that many columns, each piece a row-major matrix of its own (codes one
+ * piece after another, then scales, then offsets, likewise): a
+ * matrix-vector product goes through the pieces in turn, reading memory in
+ * order while the piece of x it needs stays in the L1 cache. */
 #ifndef VLM_MATRIX_H
 #define VLM_MATRIX_H
 
@@ -26,12 +31,15 @@ typedef struct {
     VlmMatType type;
     int rows, cols;
     const void *data;         /* values, or codes */
-    gsize row_bytes;          /* bytes from one row to the next */
+    gsize row_bytes;          /* bytes from one row to the next (in a piece) */
     /* quantized only */
     int group, n_groups;      /* group is a multiple of 32 */
-    const guint16 *scales;    /* f16 [rows, n_groups] */
-    const guint16 *biases;    /* f16 [rows, n_groups] */
+    int piece_cols;           /* 0: not in pieces; else VLM_PIECE_COLS */
+    const guint16 *scales;    /* f16 [rows, n_groups] (in a piece) */
+    const guint16 *biases;    /* f16 [rows, n_groups] (in a piece) */
 } VlmMatrix;
+
+#define VLM_PIECE_COLS 4096
 
 const char *vlm_mat_type_name (VlmMatType t);
 /* Bytes the matrix occupies in memory. */
@@ -56,6 +64,13 @@ typedef struct {
  * one hand-off. Matrices of different formats are done one at a time. */
 void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
                           const float *x, int M);
+/* How many pieces W is kept in (1 if not in pieces), and piece p: columns
+ * [p * piece_cols, ...) as a matrix of its own (W itself if not in pieces). */
+int vlm_matrix_n_pieces (const VlmMatrix *w);
+VlmMatrix vlm_matrix_piece (const VlmMatrix *w, int p);
+/* W[r, j0 .. j1) as float32 by the CPU's widening kernel (j0 a multiple of
+ * 16), across pieces. */
+void vlm_matrix_widen (const VlmMatrix *w, int r, int j0, int j1, float *out);
 /* One row of W as float32 (an embedding lookup), by the CPU's widening
  * kernel. */
 void vlm_matrix_get_row (const VlmMatrix *w, int row, float *out);

@@ -105,49 +105,54 @@ static void test_sets_agree (void)
                 for (gsize i = 0; i < (gsize) rows * cols; i++)
                     w[i] = rnd ();
                 gpointer keep;
-                VlmMatrix m = make (t, w, rows, cols, &keep);
-                gboolean quant = m.type == VLM_MAT_Q8 || m.type == VLM_MAT_Q4;
-                int n = quant ? m.n_groups * m.group : cols;
-                float *x = g_new0 (float, n), *xg = g_new0 (float, MAX (m.n_groups, 1));
-                for (int j = 0; j < cols; j++)
-                    x[j] = rnd ();
-                for (int k = 0; k < m.n_groups; k++)
-                    for (int j = 0; j < m.group; j++)
-                        xg[k] += x[k * m.group + j];
-                float *want = g_new (float, rows), *got = g_new (float, rows);
-                vlm_kernels_generic.rows[m.type] (&m, x, xg, NULL, want, 0, rows);
-                gpointer prep = sets[s]->prepare[m.type] ? sets[s]->prepare[m.type] (&m, x) : NULL;
-                sets[s]->rows[m.type] (&m, x, xg, prep, got, 0, rows);
-                g_free (prep);
-                for (int r = 0; r < rows; r++) {
-                    /* float32 reassociation: relative to sum |w x| ~ sqrt(cols) */
-                    double tol = 1e-5 * (cols + 8);
-                    if (fabs (got[r] - want[r]) > tol)
-                        g_error ("%s %s %dx%d row %d: %g vs %g", sets[s]->name,
-                                 vlm_mat_type_name (m.type), rows, cols, r, got[r], want[r]);
+                VlmMatrix whole = make (t, w, rows, cols, &keep);
+                /* kernels see one piece of a matrix kept in pieces at a time */
+                for (int piece = 0; piece < vlm_matrix_n_pieces (&whole); piece++) {
+                    VlmMatrix m = vlm_matrix_piece (&whole, piece);
+                    int cols = m.cols;
+                    gboolean quant = m.type == VLM_MAT_Q8 || m.type == VLM_MAT_Q4;
+                    int n = quant ? m.n_groups * m.group : cols;
+                    float *x = g_new0 (float, n), *xg = g_new0 (float, MAX (m.n_groups, 1));
+                    for (int j = 0; j < cols; j++)
+                        x[j] = rnd ();
+                    for (int k = 0; k < m.n_groups; k++)
+                        for (int j = 0; j < m.group; j++)
+                            xg[k] += x[k * m.group + j];
+                    float *want = g_new (float, rows), *got = g_new (float, rows);
+                    vlm_kernels_generic.rows[m.type] (&m, x, xg, NULL, want, 0, rows);
+                    gpointer prep = sets[s]->prepare[m.type] ? sets[s]->prepare[m.type] (&m, x) : NULL;
+                    sets[s]->rows[m.type] (&m, x, xg, prep, got, 0, rows);
+                    g_free (prep);
+                    for (int r = 0; r < rows; r++) {
+                        /* float32 reassociation: relative to sum |w x| ~ sqrt(cols) */
+                        double tol = 1e-5 * (cols + 8);
+                        if (fabs (got[r] - want[r]) > tol)
+                            g_error ("%s %s %dx%d row %d: %g vs %g", sets[s]->name,
+                                     vlm_mat_type_name (m.type), rows, cols, r, got[r], want[r]);
+                    }
+                    /* GEMM panels: the widened rows are the portable ones (a
+                     * fused multiply-add may round the dequantization once less) */
+                    float *row = g_new (float, cols), *ref = g_new (float, cols);
+                    for (int r = 0; r < rows; r++) {
+                        int j0 = cols > 48 ? 16 : 0, j1 = cols - (cols > 48); /* a part too */
+                        sets[s]->widen[m.type] (&m, r, j0, j1, row);
+                        vlm_kernels_generic.widen[m.type] (&m, r, 0, cols, ref);
+                        for (int j = j0; j < j1; j++)
+                            if (fabsf (row[j - j0] - ref[j]) > 1e-6f * (1 + fabsf (ref[j])))
+                                g_error ("%s %s %dx%d widened [%d, %d]: %g vs %g", sets[s]->name,
+                                         vlm_mat_type_name (m.type), rows, cols, r, j, row[j - j0],
+                                         ref[j]);
+                    }
+                    g_free (row);
+                    g_free (ref);
+                    g_free (x);
+                    g_free (xg);
+                    g_free (want);
+                    g_free (got);
                 }
-                /* GEMM panels: the widened rows are the portable ones (a
-                 * fused multiply-add may round the dequantization once less) */
-                float *row = g_new (float, cols), *ref = g_new (float, cols);
-                for (int r = 0; r < rows; r++) {
-                    int j0 = cols > 48 ? 16 : 0, j1 = cols - (cols > 48); /* a part too */
-                    sets[s]->widen[m.type] (&m, r, j0, j1, row);
-                    vlm_kernels_generic.widen[m.type] (&m, r, 0, cols, ref);
-                    for (int j = j0; j < j1; j++)
-                        if (fabsf (row[j - j0] - ref[j]) > 1e-6f * (1 + fabsf (ref[j])))
-                            g_error ("%s %s %dx%d widened [%d, %d]: %g vs %g", sets[s]->name,
-                                     vlm_mat_type_name (m.type), rows, cols, r, j, row[j - j0],
-                                     ref[j]);
-                }
-                g_free (row);
-                g_free (ref);
                 checked++;
                 g_free (keep);
                 g_free (w);
-                g_free (x);
-                g_free (xg);
-                g_free (want);
-                g_free (got);
             }
     }
     /* gelu through libmvec's tanhf (<= 4 ulp) against libm's */
@@ -194,10 +199,13 @@ static void test_quantize_roundtrip (void)
         gpointer keep = vlm_matrix_quantized_new (rows, cols, t, &m);
         vlm_matrix_quantize_rows (&m, 0, rows, w);
         g_assert_cmpint (m.n_groups, ==, 135);
+        g_assert_cmpint (vlm_matrix_n_pieces (&m), ==, 2);
         for (int r = 0; r < rows; r++) {
             vlm_matrix_get_row (&m, r, row);
             for (int j = 0; j < cols; j++) {
-                float s = vlm_f16_to_f32 (m.scales[r * m.n_groups + j / 32]);
+                /* kept in two pieces, 4096 and 208 wide */
+                VlmMatrix v = vlm_matrix_piece (&m, j / VLM_PIECE_COLS);
+                float s = vlm_f16_to_f32 (v.scales[r * v.n_groups + j % VLM_PIECE_COLS / 32]);
                 /* half a step, plus the f16 rounding of the offset */
                 g_assert_cmpfloat (fabsf (row[j] - w[r * cols + j]), <=, s * 0.5f + 1e-4f);
             }
@@ -215,9 +223,11 @@ static void test_gemm_matches_gemv (void)
 {
     VlmThreadPool *pool = vlm_thread_pool_new (2);
     const int shapes[][3] = { { 5, 300, 1024 }, { 37, 301, 1000 }, { 33, 130, 588 },
-                              { 2, 70, 33 }, { 23, 40, 200 }, { 50, 500, 1000 } };
+                              { 2, 70, 33 }, { 23, 40, 200 }, { 50, 500, 1000 },
+                              { 3, 40, 9000 } };
     /* M, rows, cols: tiles of 32 tokens, full, half and partial; more than
-     * one row block per thread; an odd width */
+     * one row block per thread; an odd width; quantized GEMV rows read in
+     * three pieces, the last one padded */
     for (guint z = 0; z < G_N_ELEMENTS (shapes); z++) {
         int M = shapes[z][0], rows = shapes[z][1], cols = shapes[z][2];
         float *w = g_new (float, rows * cols), *x = g_new (float, M * cols),
