@@ -328,6 +328,37 @@ static void quantize_part (int ith, int nth, gpointer data)
         }
 }
 
+gpointer vlm_matrix_to_pieces (const VlmMatrix *src, VlmMatrix *dst)
+{
+    if (src->piece_cols || src->cols <= VLM_PIECE_COLS)
+        return NULL;
+    int bits = src->type == VLM_MAT_Q8 ? 8 : 4;
+    gsize codes = (gsize) src->n_groups * src->group * bits / 8 * src->rows;
+    gsize params = (gsize) src->rows * src->n_groups;
+    guint8 *block = g_malloc (codes + 2 * params * sizeof (guint16));
+    VlmMatrix m = *src;
+    m.piece_cols = VLM_PIECE_COLS;
+    m.row_bytes = (gsize) VLM_PIECE_COLS * bits / 8;
+    m.data = block;
+    m.scales = (const guint16 *) (block + codes);
+    m.biases = m.scales + params;
+    for (int p = 0; p < vlm_matrix_n_pieces (&m); p++) {
+        VlmMatrix v = vlm_matrix_piece (&m, p);
+        int c0 = p * VLM_PIECE_COLS, g0 = c0 / src->group;
+        for (int r = 0; r < src->rows; r++) {
+            memcpy ((guint8 *) v.data + r * v.row_bytes,
+                    (const guint8 *) src->data + r * src->row_bytes + (gsize) c0 * bits / 8,
+                    v.row_bytes);
+            memcpy ((guint16 *) v.scales + (gsize) r * v.n_groups,
+                    src->scales + (gsize) r * src->n_groups + g0, v.n_groups * sizeof (guint16));
+            memcpy ((guint16 *) v.biases + (gsize) r * v.n_groups,
+                    src->biases + (gsize) r * src->n_groups + g0, v.n_groups * sizeof (guint16));
+        }
+    }
+    *dst = m;
+    return block;
+}
+
 gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
                                    VlmMatrix *m)
 {

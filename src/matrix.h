@@ -82,6 +82,10 @@ float vlm_matrix_get_element (const VlmMatrix *w, int row, int col);
  * (codes, scales, biases in one block); *m describes it. */
 gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
                                    VlmMatrix *m);
+/* A copy in pieces of quantized src if its rows are longer than
+ * VLM_PIECE_COLS (src as it is stored, e.g. an MLX checkpoint): storage the
+ * caller frees with g_free, *dst describing it; else NULL. */
+gpointer vlm_matrix_to_pieces (const VlmMatrix *src, VlmMatrix *dst);
 /* Quantize float32 rows src[n, cols] into rows r0 .. r0 + n of m. */
 void vlm_matrix_quantize_rows (VlmMatrix *m, int r0, int n, const float *src);
 

@@ -145,6 +145,17 @@ static const guint16 *mlx_params (VlmWeights *w, VlmTensorInfo *t, GError **erro
     return h;
 }
 
+/* Drop the mapped pages of bytes [p, p + n) we made our own copy of from
+ * the resident set (the page cache keeps them). */
+static void release_pages (const guint8 *p, gsize n)
+{
+    gsize page = sysconf (_SC_PAGESIZE);
+    guintptr a = ((guintptr) p + page - 1) & ~(page - 1);
+    guintptr b = ((guintptr) p + n) & ~(page - 1);
+    if (b > a)
+        madvise ((void *) a, b - a, MADV_DONTNEED);
+}
+
 /* An MLX module: name.weight U32 [rows, cols*bits/32], name.scales and
  * name.biases [rows, cols/group]. */
 static gboolean get_mlx (VlmWeights *w, const char *name, gint64 rows,
@@ -182,6 +193,11 @@ static gboolean get_mlx (VlmWeights *w, const char *name, gint64 rows,
                        .rows = rows, .cols = cols, .data = wt->data,
                        .row_bytes = cols * bits / 8, .group = g,
                        .n_groups = cols / g, .scales = scales, .biases = biases };
+    gpointer pieces = vlm_matrix_to_pieces (m, m);
+    if (pieces) { /* long rows: read in pieces (matrix.h), a copy of ours */
+        g_ptr_array_add (w->copies, pieces);
+        release_pages (wt->data, rows * m->n_groups * g * bits / 8);
+    }
     return TRUE;
 }
 
@@ -194,16 +210,6 @@ static gboolean is_mlx_quantized (VlmWeights *w, const char *name)
     return vlm_tensor_store_find (w->store, sn) != NULL;
 }
 
-/* Drop the mapped pages of bytes [p, p + n) we made our own copy of from
- * the resident set (the page cache keeps them). */
-static void release_pages (const guint8 *p, gsize n)
-{
-    gsize page = sysconf (_SC_PAGESIZE);
-    guintptr a = ((guintptr) p + page - 1) & ~(page - 1);
-    guintptr b = ((guintptr) p + n) & ~(page - 1);
-    if (b > a)
-        madvise ((void *) a, b - a, MADV_DONTNEED);
-}
 
 /* Quantize a float tensor a slice of rows at a time, so that loading never
  * holds more than one slice as float32 beside the result. */

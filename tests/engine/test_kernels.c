@@ -326,6 +326,49 @@ static void test_mul_many (void)
     vlm_thread_pool_free (pool);
 }
 
+/* A matrix stored whole with long rows (as MLX checkpoints are), copied
+ * into pieces: the same rows and the same products. */
+static void test_to_pieces (void)
+{
+    VlmThreadPool *pool = vlm_thread_pool_new (2);
+    int rows = 70, cols = 8256, M = 3; /* two full pieces and one of 64 */
+    float *w = g_new (float, rows * cols), *x = g_new (float, M * cols);
+    float *a = g_new (float, cols), *b = g_new (float, cols);
+    float *ya = g_new (float, M * rows), *yb = g_new (float, M * rows);
+    for (int i = 0; i < rows * cols; i++)
+        w[i] = rnd ();
+    for (int i = 0; i < M * cols; i++)
+        x[i] = rnd ();
+    for (int t = VLM_MAT_Q8; t <= VLM_MAT_Q4; t++) {
+        gpointer keep;
+        VlmMatrix whole = make_group64 (t, w, rows, cols, &keep), pieces;
+        gpointer copy = vlm_matrix_to_pieces (&whole, &pieces);
+        g_assert_nonnull (copy);
+        g_assert_cmpint (vlm_matrix_n_pieces (&pieces), ==, 3);
+        g_assert_cmpuint (vlm_matrix_bytes (&pieces), ==, vlm_matrix_bytes (&whole));
+        for (int r = 0; r < rows; r++) {
+            vlm_matrix_get_row (&whole, r, a);
+            vlm_matrix_get_row (&pieces, r, b);
+            g_assert_cmpmem (a, cols * sizeof (float), b, cols * sizeof (float));
+        }
+        for (int m = 1; m <= M; m += M - 1) { /* GEMV and GEMM */
+            vlm_matrix_mul (pool, &whole, x, m, NULL, ya);
+            vlm_matrix_mul (pool, &pieces, x, m, NULL, yb);
+            for (int i = 0; i < m * rows; i++)
+                g_assert_cmpfloat (fabsf (ya[i] - yb[i]), <=, 1e-6f * (64 + fabsf (ya[i])));
+        }
+        g_free (copy);
+        g_free (keep);
+    }
+    g_free (w);
+    g_free (x);
+    g_free (a);
+    g_free (b);
+    g_free (ya);
+    g_free (yb);
+    vlm_thread_pool_free (pool);
+}
+
 /* The norms on two threads (rows split) against float64, at a size large
  * enough for the pool to be used. */
 static void test_norms (void)
@@ -386,5 +429,6 @@ int main (int argc, char **argv)
     g_test_add_func ("/kernels/f16-conversion", test_f16_conversion);
     g_test_add_func ("/kernels/norms", test_norms);
     g_test_add_func ("/kernels/mul-many", test_mul_many);
+    g_test_add_func ("/kernels/to-pieces", test_to_pieces);
     return g_test_run ();
 }
