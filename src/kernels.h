@@ -45,10 +45,14 @@ extern const VlmKernels vlm_kernels_avx2;
 extern const VlmKernels vlm_kernels_avx512;
 extern const VlmKernels vlm_kernels_avx512_vnni;
 extern const VlmGemm vlm_gemm_avx512;
+extern const VlmGemm vlm_gemm_avx512bf16;
 
 /* The best set this CPU runs (VLM_KERNELS=generic|avx2|avx512|avx512-vnni
  * overrides, within what the CPU supports). */
 const VlmKernels *vlm_kernels_get (void);
+/* The GEMM with bf16 dot products for BF16 weights (bf16_dot), if this CPU
+ * has AVX-512 BF16 and the chosen set is an AVX-512 one; else NULL. */
+const VlmGemm *vlm_gemm_bf16_dot (void);
 
 /* Scalar helpers shared by the sets. */
 static inline float vlm_bf16_to_f32 (guint16 h)

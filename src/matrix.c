@@ -255,7 +255,7 @@ void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
     gsize size = 0;
     for (int i = 0; i < n; i++) {
         if (p[i].w->type != w->type || p[i].w->group != w->group ||
-            p[i].w->piece_cols != w->piece_cols) {
+            p[i].w->piece_cols != w->piece_cols || p[i].w->bf16_dot != w->bf16_dot) {
             for (int k = 0; k < n; k++) /* formats differ: one at a time */
                 vlm_matrix_mul_many (pool, &p[k], 1, x, M);
             return;
@@ -267,6 +267,9 @@ void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
         return;
     }
     const VlmGemm *gemm = vlm_kernels_get ()->gemm[w->type];
+    /* the bf16 kernel reads pairs of weights: an even number of columns */
+    if (w->bf16_dot && w->cols % 2 == 0 && vlm_gemm_bf16_dot ())
+        gemm = vlm_gemm_bf16_dot ();
     if (!gemm)
         gemm = &blas_gemm;
     GemmJob job = { p, n, M, gemm, gemm->pack_new (x, M, w->cols) };

@@ -37,6 +37,17 @@ static const VlmKernels *choose (void)
     return &vlm_kernels_generic;
 }
 
+const VlmGemm *vlm_gemm_bf16_dot (void)
+{
+    static gsize chosen;
+    if (g_once_init_enter (&chosen)) {
+        const char *set = vlm_kernels_get ()->name;
+        gboolean ok = g_str_has_prefix (set, "avx512") && __builtin_cpu_supports ("avx512bf16");
+        g_once_init_leave (&chosen, ok ? (gsize) &vlm_gemm_avx512bf16 : 1);
+    }
+    return chosen == 1 ? NULL : (const VlmGemm *) chosen;
+}
+
 const VlmKernels *vlm_kernels_get (void)
 {
     static gsize chosen;

@@ -31,7 +31,8 @@ static GOptionEntry entries[] = {
       "Sample within probability mass P (1 = off)", "P" },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &opt_seed, "Sampler seed", "S" },
     { "weights", 'w', 0, G_OPTION_ARG_STRING, &opt_weights,
-      "Weights in memory: as-stored (default), q8 or q4 (quantized at load)",
+      "Weights in memory: as-stored (default), q8 or q4 (quantized at load), "
+      "bf16-dot (as stored, bf16 dot products for BF16 weights)",
       "FORMAT" },
     { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads,
       "Compute threads (0 = all cores)", "N" },
@@ -145,8 +146,10 @@ int main (int argc, char **argv)
         format = VLM_WEIGHTS_Q8;
     else if (opt_weights && g_strcmp0 (opt_weights, "q4") == 0)
         format = VLM_WEIGHTS_Q4;
+    else if (opt_weights && g_strcmp0 (opt_weights, "bf16-dot") == 0)
+        format = VLM_WEIGHTS_BF16_DOT;
     else if (opt_weights && g_strcmp0 (opt_weights, "as-stored") != 0)
-        return fail ("--weights must be as-stored, q8 or q4");
+        return fail ("--weights must be as-stored, q8, q4 or bf16-dot");
     if (opt_verbose)
         vlm_set_log_func (log_to_stderr, NULL);
 

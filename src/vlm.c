@@ -100,6 +100,8 @@ const char *vlm_weight_format_to_string (VlmWeightFormat format)
         return "q8";
     case VLM_WEIGHTS_Q4:
         return "q4";
+    case VLM_WEIGHTS_BF16_DOT:
+        return "bf16-dot";
     }
     return "unknown";
 }
@@ -188,7 +190,8 @@ VlmModel *vlm_model_load_with_format (const char *path_or_repo_id,
     if (!mlx_quantization (ckpt->config, &mlx_group, &mlx_bits, error) ||
         !(m->tokenizer = vlm_tokenizer_load (tok_path, error)) ||
         !(m->weights = vlm_weights_open (ckpt->dir, error)) ||
-        (vlm_weights_set_format (m->weights, to, mlx_group, mlx_bits), FALSE) ||
+        (vlm_weights_set_format (m->weights, to, format == VLM_WEIGHTS_BF16_DOT, mlx_group,
+                                 mlx_bits), FALSE) ||
         !family->load (m, ckpt, error) ||
         !vlm_weights_check_all_used (m->weights, error)) {
         /* Say which checkpoint, unless the message already does. */

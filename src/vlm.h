@@ -120,11 +120,17 @@ const char *vlm_kernels_name (void);
 
 /* How weight matrices are kept in memory: as the checkpoint stores them
  * (F32, BF16, F16, or MLX-quantized), or quantized at load time to 8 or 4
- * bits (affine, groups of 32). */
+ * bits (affine, groups of 32). Products are float32 (exact to float32
+ * rounding) except with VLM_WEIGHTS_BF16_DOT: weights as stored, and the
+ * vision encoder's and the prompt's products with BF16 weights round the
+ * activations to bf16 for AVX-512 BF16 dot products where the CPU has them
+ * (about twice as fast; activations to 8 bits, like llama.cpp's bf16
+ * path); elsewhere the same as VLM_WEIGHTS_AS_STORED. */
 typedef enum {
     VLM_WEIGHTS_AS_STORED,
     VLM_WEIGHTS_Q8,
     VLM_WEIGHTS_Q4,
+    VLM_WEIGHTS_BF16_DOT,
 } VlmWeightFormat;
 
 const char *vlm_weight_format_to_string (VlmWeightFormat format);

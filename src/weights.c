@@ -15,6 +15,7 @@ struct _VlmWeights {
     GHashTable *dtypes;      /* formats of the matrices as kept in memory */
     char *dtype;
     VlmMatType quantize_to;  /* VLM_MAT_F32: keep as stored */
+    gboolean bf16_dot;
     int mlx_group, mlx_bits;
 };
 
@@ -96,10 +97,11 @@ static const float *widen (VlmWeights *w, VlmTensorInfo *t, GError **error)
     return dst;
 }
 
-void vlm_weights_set_format (VlmWeights *w, VlmMatType quantize_to,
+void vlm_weights_set_format (VlmWeights *w, VlmMatType quantize_to, gboolean bf16_dot,
                              int mlx_group, int mlx_bits)
 {
     w->quantize_to = quantize_to;
+    w->bf16_dot = bf16_dot;
     w->mlx_group = mlx_group;
     w->mlx_bits = mlx_bits;
 }
@@ -256,7 +258,8 @@ gboolean vlm_weights_get_matrix (VlmWeights *w, const char *name, gint64 rows,
             VlmMatType type = t->dtype == VLM_DTYPE_F32 ? VLM_MAT_F32
                               : t->dtype == VLM_DTYPE_BF16 ? VLM_MAT_BF16 : VLM_MAT_F16;
             *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols,
-                               .data = t->data, .row_bytes = cols * elem };
+                               .data = t->data, .row_bytes = cols * elem,
+                               .bf16_dot = type == VLM_MAT_BF16 && w->bf16_dot };
         }
     }
     w->n_params += rows * cols;

@@ -369,6 +369,62 @@ static void test_to_pieces (void)
     vlm_thread_pool_free (pool);
 }
 
+/* x rounded to bf16, nearest even (what vcvtne2ps2bf16 does). */
+static float round_bf16 (float v)
+{
+    guint32 u;
+    memcpy (&u, &v, 4);
+    u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+    memcpy (&v, &u, 4);
+    return v;
+}
+
+/* The bf16 dot-product GEMM (VLM_WEIGHTS_BF16_DOT) against float64 with
+ * the activations rounded to bf16: products of bf16 are exact, so only the
+ * float32 sums differ. Over tile and block edges, several row blocks. */
+static void test_bf16_dot_gemm (void)
+{
+    if (!vlm_gemm_bf16_dot ()) {
+        g_test_skip ("no AVX-512 BF16 here");
+        return;
+    }
+    VlmThreadPool *pool = vlm_thread_pool_new (2);
+    const int shapes[][3] = { { 5, 300, 1024 }, { 37, 301, 1000 }, { 33, 130, 588 },
+                              { 17, 500, 1040 } };
+    for (guint z = 0; z < G_N_ELEMENTS (shapes); z++) {
+        int M = shapes[z][0], rows = shapes[z][1], cols = shapes[z][2];
+        guint16 *w = g_new (guint16, rows * cols);
+        float *x = g_new (float, M * cols), *y = g_new (float, M * rows);
+        for (int i = 0; i < rows * cols; i++) {
+            float f = rnd ();
+            guint32 u;
+            memcpy (&u, &f, 4);
+            w[i] = u >> 16;
+        }
+        for (int i = 0; i < M * cols; i++)
+            x[i] = rnd ();
+        VlmMatrix m = { .type = VLM_MAT_BF16, .rows = rows, .cols = cols, .data = w,
+                        .row_bytes = cols * 2, .bf16_dot = TRUE };
+        vlm_matrix_mul (pool, &m, x, M, NULL, y);
+        for (int i = 0; i < M; i++)
+            for (int r = 0; r < rows; r++) {
+                double ref = 0, mag = 0;
+                for (int j = 0; j < cols; j++) {
+                    double p = (double) vlm_bf16_to_f32 (w[r * cols + j]) * round_bf16 (x[i * cols + j]);
+                    ref += p;
+                    mag += fabs (p);
+                }
+                if (fabs (y[i * rows + r] - ref) > 5e-7 * mag)
+                    g_error ("bf16-dot %dx%dx%d y[%d, %d] = %.9g, float64 %.9g (of %g)", M, rows,
+                             cols, i, r, y[i * rows + r], ref, mag);
+            }
+        g_free (w);
+        g_free (x);
+        g_free (y);
+    }
+    vlm_thread_pool_free (pool);
+}
+
 /* The norms on two threads (rows split) against float64, at a size large
  * enough for the pool to be used. */
 static void test_norms (void)
@@ -430,5 +486,6 @@ int main (int argc, char **argv)
     g_test_add_func ("/kernels/norms", test_norms);
     g_test_add_func ("/kernels/mul-many", test_mul_many);
     g_test_add_func ("/kernels/to-pieces", test_to_pieces);
+    g_test_add_func ("/kernels/bf16-dot-gemm", test_bf16_dot_gemm);
     return g_test_run ();
 }

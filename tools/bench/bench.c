@@ -174,9 +174,10 @@ static gboolean on_token (guint32 token, const char *text, gpointer data)
 
 static int run_child (void)
 {
-    VlmWeightFormat format = g_strcmp0 (opt_child, "q8") == 0 ? VLM_WEIGHTS_Q8
+    VlmWeightFormat format = g_strcmp0 (opt_child, "q8") == 0   ? VLM_WEIGHTS_Q8
                              : g_strcmp0 (opt_child, "q4") == 0 ? VLM_WEIGHTS_Q4
-                                                                  : VLM_WEIGHTS_AS_STORED;
+                             : g_strcmp0 (opt_child, "bf16-dot") == 0 ? VLM_WEIGHTS_BF16_DOT
+                                                                      : VLM_WEIGHTS_AS_STORED;
     g_autoptr (GError) error = NULL;
     double t0 = now_ms ();
     g_autoptr (VlmModel) model = vlm_model_load_with_format (opt_model, format, &error);
