@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-static char *opt_model, *opt_formats = "as-stored,q8,q4", *opt_child;
+static char *opt_model, *opt_formats = "as-stored,bf16-dot,q8,q4", *opt_child;
 static int opt_runs = 5, opt_tokens = 32, opt_threads = 0;
 
 static double now_ms (void)
@@ -174,10 +174,13 @@ static gboolean on_token (guint32 token, const char *text, gpointer data)
 
 static int run_child (void)
 {
-    VlmWeightFormat format = g_strcmp0 (opt_child, "q8") == 0   ? VLM_WEIGHTS_Q8
-                             : g_strcmp0 (opt_child, "q4") == 0 ? VLM_WEIGHTS_Q4
-                             : g_strcmp0 (opt_child, "bf16-dot") == 0 ? VLM_WEIGHTS_BF16_DOT
-                                                                      : VLM_WEIGHTS_AS_STORED;
+    VlmWeightFormat format = VLM_WEIGHTS_AS_STORED;
+    while (g_strcmp0 (opt_child, vlm_weight_format_to_string (format)) != 0)
+        if (++format > VLM_WEIGHTS_BF16_DOT) {
+            fprintf (stderr, "vlm-bench: unknown weight format '%s' (as-stored, q8, q4, "
+                             "bf16-dot)\n", opt_child);
+            return 1;
+        }
     g_autoptr (GError) error = NULL;
     double t0 = now_ms ();
     g_autoptr (VlmModel) model = vlm_model_load_with_format (opt_model, format, &error);
@@ -281,7 +284,7 @@ int main (int argc, char **argv)
     GOptionEntry entries[] = {
         { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Checkpoint directory", "DIR" },
         { "weights", 'w', 0, G_OPTION_ARG_STRING, &opt_formats,
-          "Comma-separated formats (default as-stored,q8,q4)", "LIST" },
+          "Comma-separated formats (default as-stored,bf16-dot,q8,q4)", "LIST" },
         { "runs", 'r', 0, G_OPTION_ARG_INT, &opt_runs, "Runs per format (default 5)", "N" },
         { "tokens", 'n', 0, G_OPTION_ARG_INT, &opt_tokens, "Tokens per caption (default 32)", "N" },
         { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads (0 = all cores)", "N" },
