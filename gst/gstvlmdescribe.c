@@ -322,7 +322,7 @@ gst_vlm_describe_weights_get_type (void)
     {GST_VLM_DESCRIBE_WEIGHTS_Q4, "Quantized to 4 bits at load", "q4"},
     {GST_VLM_DESCRIBE_WEIGHTS_BF16_DOT,
         "As stored; BF16 weights with bf16 dot products (faster, activations "
-          "to 8 bits)", "bf16-dot"},
+          "rounded to bfloat16)", "bf16-dot"},
     {0, NULL, NULL},
   };
 
@@ -492,7 +492,7 @@ gst_vlm_describe_class_init (GstVlmDescribeClass * klass)
    * load to 8 or 4 bits (less memory, faster decoding, small changes in
    * the captions), or as stored with bf16 dot products for BF16 weights
    * where the CPU has AVX-512 BF16 (about twice as fast for the image and
-   * the prompt, activations rounded to 8 bits). Elements sharing a
+   * the prompt, activations rounded to bfloat16, 8 significant bits). Elements sharing a
    * checkpoint share it per format.
    *
    * Since: 0.1

@@ -2,7 +2,8 @@
  * activations rounded to bf16: AVX-512 BF16 dot products (vdpbf16ps, two
  * bf16 products per float32 lane, float32 sums). The weight format
  * "bf16-dot" asks for it (vlm.h): about twice the float32 GEMM's rate, at
- * bf16's precision (8 bits) for the activations, as llama.cpp's bf16 path.
+ * bfloat16's precision (8 significant bits) for the activations, as
+ * llama.cpp's bf16 path.
  * Built with -mavx512bf16, called only when the CPU has it (runtime.c).
  *
  * The activations are packed once per product: per tile of 16 or 32
@@ -42,11 +43,13 @@ static gpointer pack_new (const float *x, int M, int K)
     return p;
 }
 
-/* Rounds to nearest even, as vcvtne2ps2bf16. */
+/* Rounds to nearest even, as vcvtne2ps2bf16 (which keeps NaNs NaN). */
 static guint32 bf16_bits (float v)
 {
     guint32 u;
     memcpy (&u, &v, 4);
+    if ((u & 0x7fffffff) > 0x7f800000)
+        return (u >> 16) | 0x40;
     return (u + 0x7fff + ((u >> 16) & 1)) >> 16;
 }
 

@@ -92,10 +92,10 @@ void vlm_matrix_get_row (const VlmMatrix *w, int r, float *out)
 
 /* Calls f on each product's part of this thread's share of the rows of all
  * products, taken one after another; then adds that part's bias. */
-typedef void (*PieceFunc) (gconstpointer job, const VlmProduct *p, int r0, int r1);
+typedef void (*ShareFunc) (gconstpointer job, const VlmProduct *p, int r0, int r1);
 
-static void for_each_piece (const VlmProduct *p, int n, int M, int ith, int nth, int align,
-                            PieceFunc f, gconstpointer job)
+static void for_each_share (const VlmProduct *p, int n, int M, int ith, int nth, int align,
+                            ShareFunc f, gconstpointer job)
 {
     int total = 0, a, b;
     for (int i = 0; i < n; i++)
@@ -120,7 +120,7 @@ typedef struct {
     VlmRowsFunc rows;
 } GemvJob;
 
-static void gemv_piece (gconstpointer job, const VlmProduct *p, int r0, int r1)
+static void gemv_share (gconstpointer job, const VlmProduct *p, int r0, int r1)
 {
     const GemvJob *j = job;
     if (j->n_pieces == 1) {
@@ -141,7 +141,7 @@ static void gemv_piece (gconstpointer job, const VlmProduct *p, int r0, int r1)
 static void gemv_part (int ith, int nth, gpointer data)
 {
     const GemvJob *j = data;
-    for_each_piece (j->p, j->n, 1, ith, nth, 16, gemv_piece, j);
+    for_each_share (j->p, j->n, 1, ith, nth, 16, gemv_share, j);
 }
 
 /* x is prepared once for all products (they share type, group and cols). */
@@ -236,7 +236,7 @@ static void pack_part (int ith, int nth, gpointer data)
     j->gemm->pack_part (j->packed, ith, nth);
 }
 
-static void gemm_piece (gconstpointer job, const VlmProduct *p, int r0, int r1)
+static void gemm_share (gconstpointer job, const VlmProduct *p, int r0, int r1)
 {
     const GemmJob *j = job;
     j->gemm->rows (p->w, j->packed, p->y, r0, r1);
@@ -245,7 +245,7 @@ static void gemm_piece (gconstpointer job, const VlmProduct *p, int r0, int r1)
 static void gemm_part (int ith, int nth, gpointer data)
 {
     const GemmJob *j = data;
-    for_each_piece (j->p, j->n, j->M, ith, nth, 64, gemm_piece, j);
+    for_each_share (j->p, j->n, j->M, ith, nth, 64, gemm_share, j);
 }
 
 void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
@@ -254,6 +254,7 @@ void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
     const VlmMatrix *w = p[0].w;
     gsize size = 0;
     for (int i = 0; i < n; i++) {
+        g_return_if_fail (p[i].w->cols == w->cols);
         if (p[i].w->type != w->type || p[i].w->group != w->group ||
             p[i].w->piece_cols != w->piece_cols || p[i].w->bf16_dot != w->bf16_dot) {
             for (int k = 0; k < n; k++) /* formats differ: one at a time */
@@ -333,7 +334,7 @@ static void quantize_part (int ith, int nth, gpointer data)
 
 gpointer vlm_matrix_to_pieces (const VlmMatrix *src, VlmMatrix *dst)
 {
-    if (src->piece_cols || src->cols <= VLM_PIECE_COLS)
+    if (src->piece_cols || src->cols <= VLM_PIECE_COLS || VLM_PIECE_COLS % src->group)
         return NULL;
     int bits = src->type == VLM_MAT_Q8 ? 8 : 4;
     gsize codes = (gsize) src->n_groups * src->group * bits / 8 * src->rows;

@@ -123,9 +123,9 @@ const char *vlm_kernels_name (void);
  * bits (affine, groups of 32). Products are float32 (exact to float32
  * rounding) except with VLM_WEIGHTS_BF16_DOT: weights as stored, and the
  * vision encoder's and the prompt's products with BF16 weights round the
- * activations to bf16 for AVX-512 BF16 dot products where the CPU has them
- * (about twice as fast; activations to 8 bits, like llama.cpp's bf16
- * path); elsewhere the same as VLM_WEIGHTS_AS_STORED. */
+ * activations to bfloat16 (8 significant bits) for AVX-512 BF16 dot
+ * products where the CPU has them (about twice as fast, like llama.cpp's
+ * bf16 path); elsewhere the same as VLM_WEIGHTS_AS_STORED. */
 typedef enum {
     VLM_WEIGHTS_AS_STORED,
     VLM_WEIGHTS_Q8,

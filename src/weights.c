@@ -132,21 +132,6 @@ static VlmTensorInfo *find_shaped (VlmWeights *w, const char *name, int ndim,
     return t;
 }
 
-/* f16 data of an MLX scales/biases tensor (widened formats are narrowed). */
-static const guint16 *mlx_params (VlmWeights *w, VlmTensorInfo *t, GError **error)
-{
-    if (t->dtype == VLM_DTYPE_F16 && (guintptr) t->data % 2 == 0)
-        return (const guint16 *) t->data;
-    const float *f = widen (w, t, error);
-    if (!f)
-        return NULL;
-    guint16 *h = g_new (guint16, t->n_elements);
-    for (gint64 i = 0; i < t->n_elements; i++)
-        h[i] = vlm_f32_to_f16 (f[i]);
-    g_ptr_array_add (w->copies, h);
-    return h;
-}
-
 /* Drop the mapped pages of bytes [p, p + n) we made our own copy of from
  * the resident set (the page cache keeps them). */
 static void release_pages (const guint8 *p, gsize n)
@@ -158,10 +143,36 @@ static void release_pages (const guint8 *p, gsize n)
         madvise ((void *) a, b - a, MADV_DONTNEED);
 }
 
+/* f16 data of an MLX scales/biases tensor (widened formats are narrowed). */
+static const guint16 *mlx_params (VlmWeights *w, VlmTensorInfo *t, GError **error)
+{
+    if (t->dtype == VLM_DTYPE_F16 && (guintptr) t->data % 2 == 0)
+        return (const guint16 *) t->data;
+    if (!float_dtype (t, error))
+        return NULL;
+    guint16 *h = g_new (guint16, t->n_elements);
+    for (gint64 i = 0; i < t->n_elements; i++) {
+        float f;
+        convert (t, i, 1, &f);
+        h[i] = vlm_f32_to_f16 (f);
+    }
+    g_ptr_array_add (w->copies, h);
+    return h;
+}
+
+/* Scales or offsets p of tensor t, copied elsewhere: freed if they were a
+ * copy of ours, else their mapped pages released. */
+static void drop_params (VlmWeights *w, const VlmTensorInfo *t, const guint16 *p)
+{
+    if (!g_ptr_array_remove_fast (w->copies, (gpointer) p))
+        release_pages (t->data, t->n_elements * sizeof (guint16));
+}
+
+
 /* An MLX module: name.weight U32 [rows, cols*bits/32], name.scales and
  * name.biases [rows, cols/group]. */
 static gboolean get_mlx (VlmWeights *w, const char *name, gint64 rows,
-                         gint64 cols, VlmMatrix *m, GError **error)
+                         gint64 cols, gboolean pieces, VlmMatrix *m, GError **error)
 {
     int bits = w->mlx_bits, g = w->mlx_group;
     if ((bits != 4 && bits != 8) || g % 32 || cols % g) {
@@ -195,10 +206,12 @@ static gboolean get_mlx (VlmWeights *w, const char *name, gint64 rows,
                        .rows = rows, .cols = cols, .data = wt->data,
                        .row_bytes = cols * bits / 8, .group = g,
                        .n_groups = cols / g, .scales = scales, .biases = biases };
-    gpointer pieces = vlm_matrix_to_pieces (m, m);
-    if (pieces) { /* long rows: read in pieces (matrix.h), a copy of ours */
-        g_ptr_array_add (w->copies, pieces);
-        release_pages (wt->data, rows * m->n_groups * g * bits / 8);
+    gpointer copy = pieces ? vlm_matrix_to_pieces (m, m) : NULL;
+    if (copy) { /* long rows: read in pieces (matrix.h), a copy of ours */
+        g_ptr_array_add (w->copies, copy);
+        release_pages (wt->data, rows * cols * bits / 8);
+        drop_params (w, st, scales);
+        drop_params (w, bt, biases);
     }
     return TRUE;
 }
@@ -235,7 +248,7 @@ gboolean vlm_weights_get_matrix (VlmWeights *w, const char *name, gint64 rows,
                                  gint64 cols, VlmMatrix *m, GError **error)
 {
     if (is_mlx_quantized (w, name)) {
-        if (!get_mlx (w, name, rows, cols, m, error))
+        if (!get_mlx (w, name, rows, cols, TRUE, m, error))
             return FALSE;
     } else {
         const gint64 dims[] = { rows, cols };
@@ -272,7 +285,7 @@ const float *vlm_weights_get (VlmWeights *w, const char *name, int ndim,
 {
     if (ndim == 2 && is_mlx_quantized (w, name)) {
         VlmMatrix m;
-        if (!get_mlx (w, name, dims[0], dims[1], &m, error))
+        if (!get_mlx (w, name, dims[0], dims[1], FALSE, &m, error))
             return NULL;
         float *f = g_new (float, dims[0] * dims[1]);
         for (gint64 r = 0; r < dims[0]; r++)
