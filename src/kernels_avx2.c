@@ -47,6 +47,12 @@ static inline float scalar_f32 (float v) { return v; }
                     *c = (const T *) ROW (w, r + 2), *d = (const T *) ROW (w, r + 3); \
             __m256 s0 = _mm256_setzero_ps (), s1 = s0, s2 = s0, s3 = s0;        \
             for (int j = 0; j < K8; j += 8) {                                  \
+                if ((j * sizeof (T)) % 64 == 0) { /* the next four rows */      \
+                    vlm_prefetch_ahead (a + j, 4 * w->row_bytes);              \
+                    vlm_prefetch_ahead (b + j, 4 * w->row_bytes);              \
+                    vlm_prefetch_ahead (c + j, 4 * w->row_bytes);              \
+                    vlm_prefetch_ahead (d + j, 4 * w->row_bytes);              \
+                }                                                              \
                 __m256 xv = _mm256_loadu_ps (x + j);                           \
                 s0 = _mm256_fmadd_ps (LOAD (a + j), xv, s0);                   \
                 s1 = _mm256_fmadd_ps (LOAD (b + j), xv, s1);                   \
@@ -314,12 +320,19 @@ static inline float offset_centred (const guint16 *b, const guint16 *s, float ce
             FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
             return;                                                             \
         }                                                                       \
-        int per_group = w->group / 32;                                          \
+        int per_group = w->group / 32, sub_bytes = w->type == VLM_MAT_Q8 ? 32 : 16; \
         for (int r = r0; r < r1; r++) {                                         \
             const guint8 *row = ROW (w, r);                                     \
             const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
             __m256 acc = _mm256_setzero_ps ();                                  \
+            for (int k = 0; k < w->n_groups; k += 32) { /* row r + 4's */       \
+                vlm_prefetch_ahead (s + k, 4 * (gsize) w->n_groups * 2);        \
+                vlm_prefetch_ahead (w->biases + (gsize) r * w->n_groups + k,    \
+                                    4 * (gsize) w->n_groups * 2);               \
+            }                                                                   \
             for (int sb = 0; sb < p->nsub; sb++) {                              \
+                if (sb * sub_bytes % 64 == 0)                                   \
+                    vlm_prefetch_ahead (row + (gsize) sb * sub_bytes, 4 * w->row_bytes); \
                 __m256 f = DOT (row, sb, p->xh + (gsize) sb * 32, p->xl + (gsize) sb * 32); \
                 float scale = _cvtsh_ss (s[sb / per_group]) * p->dx[(gsize) sb * 8];    \
                 acc = _mm256_fmadd_ps (f, _mm256_set1_ps (scale), acc);         \

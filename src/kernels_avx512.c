@@ -53,6 +53,12 @@ static inline __m512 load_f32_tail (const float *p, __mmask16 m)
                     *c = (const T *) ROW (w, r + 2), *d = (const T *) ROW (w, r + 3); \
             __m512 s0 = _mm512_setzero_ps (), s1 = s0, s2 = s0, s3 = s0;        \
             for (int j = 0; j < K16; j += 16) {                                \
+                if ((j * sizeof (T)) % 64 == 0) { /* the next four rows */      \
+                    vlm_prefetch_ahead (a + j, 4 * w->row_bytes);                  \
+                    vlm_prefetch_ahead (b + j, 4 * w->row_bytes);                  \
+                    vlm_prefetch_ahead (c + j, 4 * w->row_bytes);                  \
+                    vlm_prefetch_ahead (d + j, 4 * w->row_bytes);                  \
+                }                                                              \
                 __m512 xv = _mm512_loadu_ps (x + j);                           \
                 s0 = _mm512_fmadd_ps (LOAD (a + j), xv, s0);                   \
                 s1 = _mm512_fmadd_ps (LOAD (b + j), xv, s1);                   \
@@ -405,11 +411,19 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, const VlmIntX *p, int sb
             ScaleChunk sc = { s, w->n_groups, -1 };                             \
             __m512 acc = _mm512_setzero_ps ();                                  \
             int sb = 0;                                                         \
+            for (int k = 0; k < w->n_groups; k += 32) { /* row r + 4's */       \
+                vlm_prefetch_ahead (s + k, 4 * (gsize) w->n_groups * 2);            \
+                vlm_prefetch_ahead (w->biases + (gsize) r * w->n_groups + k,        \
+                                4 * (gsize) w->n_groups * 2);                   \
+            }                                                                   \
             if (BLOCK4)                                                         \
-                for (; sb + 4 <= p->nsub; sb += 4)                              \
+                for (; sb + 4 <= p->nsub; sb += 4) {                            \
+                    vlm_prefetch_ahead (row + (gsize) sb * 16, 4 * w->row_bytes);   \
                     acc = _mm512_add_ps (acc, q4_block4 (row, p, sb, &sc, w->group, \
                                                          block_lanes));         \
+                }                                                               \
             for (; sb + 2 <= p->nsub; sb += 2) {                                \
+                vlm_prefetch_ahead (row + (gsize) sb * (BLOCK4 ? 16 : 32), 4 * w->row_bytes); \
                 __m512i c = CODES (row, sb);                                    \
                 __m512i h = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), c,    \
                                                  _mm512_loadu_si512 (p->xh + (gsize) sb * 32)); \

@@ -68,19 +68,41 @@ static char *to_json (JsonBuilder *b)
 
 /* ---- the machine's limits ---- */
 
+typedef double Vec4 __attribute__ ((vector_size (32)));
+
 typedef struct {
     const double *data;
     gsize n;
+    gboolean prefetch;
     double sum;
 } ReadJob;
 
+/* Sums a thread's part: a plain loop, or in vectors, two cache lines a step,
+ * asking for the bytes 8 KB ahead (one thread read 40 GB/s that way here
+ * against 22 plain); the faster one is the bound. */
 static gpointer read_part (gpointer p)
 {
     ReadJob *j = p;
     double s[8] = { 0 };
-    for (gsize i = 0; i + 8 <= j->n; i += 8)
-        for (int k = 0; k < 8; k++)
-            s[k] += j->data[i + k];
+    if (!j->prefetch) {
+        for (gsize i = 0; i + 8 <= j->n; i += 8)
+            for (int k = 0; k < 8; k++)
+                s[k] += j->data[i + k];
+    } else {
+        Vec4 a[4] = { { 0 } };
+        for (gsize i = 0; i + 16 <= j->n; i += 16) {
+            const double *d = j->data + i;
+            __builtin_prefetch (d + 1024, 0, 3);
+            __builtin_prefetch (d + 1032, 0, 3);
+            for (int k = 0; k < 4; k++) {
+                Vec4 v;
+                memcpy (&v, d + 4 * k, sizeof v);
+                a[k] += v;
+            }
+        }
+        Vec4 t = a[0] + a[1] + a[2] + a[3];
+        s[0] = t[0] + t[1] + t[2] + t[3];
+    }
     j->sum = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
     return NULL;
 }
@@ -93,12 +115,12 @@ static double read_bandwidth (int n_threads)
     for (gsize i = 0; i < n; i++)
         buf[i] = i & 7;
     double best = 0, sink = 0;
-    for (int pass = 0; pass < 5; pass++) {
+    for (int pass = 0; pass < 6; pass++) {
         ReadJob jobs[64];
         GThread *threads[64];
         double t0 = now_ms ();
         for (int t = 0; t < n_threads; t++) {
-            jobs[t] = (ReadJob) { buf + n / n_threads * t, n / n_threads, 0 };
+            jobs[t] = (ReadJob) { buf + n / n_threads * t, n / n_threads, pass % 2, 0 };
             threads[t] = g_thread_new ("read", read_part, &jobs[t]);
         }
         for (int t = 0; t < n_threads; t++) {
