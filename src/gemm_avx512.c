@@ -1,14 +1,26 @@
-/* gemm_avx512.c - y = x . W^T for weights of any stored type, float32
- * arithmetic with 16-wide FMAs. Built with -mavx512f..., called only when
- * the CPU has them (runtime.c).
+/* gemm_avx512.c - y = x . W^T with AVX-512, in two arithmetics sharing one
+ * blocking. Built with -mavx512f..., called only when the CPU has them
+ * (runtime.c); the bf16 functions carry their own target attribute and run
+ * only where the CPU has AVX-512 BF16.
  *
- * The activations are packed once per product: per tile of 16 or 32
- * tokens, per column, the tile's values (one or two vectors). Each thread
- * widens a block of its weight rows, a block of columns at a time, to a
- * float32 panel (in L2), and the kernel broadcasts one weight against the
- * tile's 32 tokens: 12 rows x 2 vectors of accumulators. Results build up
- * as y^T (a row's outputs for a tile's tokens are one vector) in a block
- * buffer, written to y at the end. Float32 weights are used in place. */
+ * float32 (vlm_gemm_avx512), for weights of any stored type: the
+ * activations are packed once per product, per tile of 16 or 32 tokens,
+ * per column, the tile's values (one or two vectors). Each thread widens a
+ * block of its weight rows, a block of columns at a time, to a float32
+ * panel (in L2), and the kernel broadcasts one weight against the tile's
+ * 32 tokens with 16-wide FMAs: 12 rows x 2 vectors of accumulators.
+ * Float32 weights are used in place.
+ *
+ * bf16 dot products (vlm_gemm_avx512bf16, the "bf16-dot" weight format),
+ * for BF16 weights as stored: the activations are rounded to bf16 and
+ * packed per tile, per pair of columns, the tile's pairs; the kernel
+ * broadcasts a pair of weights (4 bytes of a row, read where it is
+ * stored) against them with vdpbf16ps (two products per float32 lane,
+ * float32 sums): about twice the float32 rate, at bfloat16's precision (8
+ * significant bits) for the activations, as llama.cpp's bf16 path.
+ *
+ * Both build up y^T (a row's outputs for a tile's tokens are one vector)
+ * in a block buffer, written to y at the end. */
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -18,11 +30,15 @@
 #define NR 12          /* weight rows per kernel call */
 #define ROW_BLOCK 240  /* weight rows per y^T block (a multiple of NR) */
 #define COL_BLOCK 512  /* columns per panel: 240 rows x 2 KB (float32) in L2 */
+#define BF16 __attribute__ ((target ("avx512bf16")))
 
 typedef struct {
     const float *x;
     int M, K, n_tiles;
-    float *data; /* tile t: [K][32] from t * 32 * K (the tail tile [K][16] when M allows) */
+    gboolean bf16;
+    /* tile t from t * 32 * K floats: [K][32] floats, or [K/2][32] bf16
+     * pairs (the tail tile 16 wide when M allows) */
+    guint32 *data;
 } PackedX;
 
 static int tile_halves (const PackedX *p, int t)
@@ -30,31 +46,67 @@ static int tile_halves (const PackedX *p, int t)
     return p->M - 32 * t > 16 ? 2 : 1;
 }
 
-static gpointer pack_new (const float *x, int M, int K)
+static gpointer packed_new (const float *x, int M, int K, gboolean bf16)
 {
     PackedX *p = g_new (PackedX, 1);
-    p->x = x;
-    p->M = M;
-    p->K = K;
-    p->n_tiles = (M + 31) / 32;
+    *p = (PackedX) { x, M, K, (M + 31) / 32, bf16 };
     p->data = g_malloc0 (sizeof (float) * 32 * K * p->n_tiles);
     return p;
+}
+
+static gpointer pack_new (const float *x, int M, int K)
+{
+    return packed_new (x, M, K, FALSE);
+}
+
+static gpointer pack_new_bf16 (const float *x, int M, int K)
+{
+    return packed_new (x, M, K, TRUE);
+}
+
+/* Rounds to nearest even, as vcvtne2ps2bf16 (which keeps NaNs NaN). */
+static guint32 bf16_bits (float v)
+{
+    guint32 u;
+    memcpy (&u, &v, 4);
+    if ((u & 0x7fffffff) > 0x7f800000)
+        return (u >> 16) | 0x40;
+    return (u + 0x7fff + ((u >> 16) & 1)) >> 16;
+}
+
+/* Row m of x as bf16 pairs, in column order. */
+BF16 static void row_to_pairs (const float *row, int K, guint32 *pairs)
+{
+    int k = 0;
+    for (; k + 32 <= K; k += 32) /* the second argument's 16 in the low half */
+        _mm512_storeu_si512 (pairs + k / 2, (__m512i) _mm512_cvtne2ps_pbh (
+            _mm512_loadu_ps (row + k + 16), _mm512_loadu_ps (row + k)));
+    for (; k < K; k += 2)
+        pairs[k / 2] = bf16_bits (row[k]) | bf16_bits (row[k + 1]) << 16;
 }
 
 static void pack_part (gpointer packed, int ith, int nth)
 {
     PackedX *p = packed;
-    int t0, t1, K = p->K;
+    int t0, t1, K = p->K, P = K / 2;
+    guint32 *pairs = p->bf16 ? g_new (guint32, P) : NULL;
     vlm_split (p->n_tiles, ith, nth, 1, &t0, &t1);
     for (int t = t0; t < t1; t++) {
         int width = 16 * tile_halves (p, t);
-        float *d = p->data + (gsize) t * 32 * K;
+        guint32 *d = p->data + (gsize) t * 32 * K;
         for (int m = 32 * t; m < MIN (p->M, 32 * t + 32); m++) {
             const float *row = p->x + (gsize) m * K;
-            for (int k = 0; k < K; k++)
-                d[(gsize) k * width + m - 32 * t] = row[k];
+            if (p->bf16) {
+                row_to_pairs (row, K, pairs);
+                for (int q = 0; q < P; q++)
+                    d[(gsize) q * width + m - 32 * t] = pairs[q];
+            } else {
+                for (int k = 0; k < K; k++)
+                    memcpy (&d[(gsize) k * width + m - 32 * t], &row[k], sizeof (float));
+            }
         }
     }
+    g_free (pairs);
 }
 
 static void packed_free (gpointer packed)
@@ -64,18 +116,26 @@ static void packed_free (gpointer packed)
     g_free (p);
 }
 
-/* yt rows i < nr, token vectors h < halves += panel rows . x over kc
- * columns. Specialised by the compiler for each (nr, halves). */
+/* yt rows i < nr, token vectors h < halves, loaded and stored around a
+ * kernel's loop. */
+#define LOAD_ACC                                                               \
+    __m512 acc[NR][2];                                                         \
+    _Pragma ("GCC unroll 12") for (int i = 0; i < nr; i++)                     \
+        _Pragma ("GCC unroll 2") for (int h = 0; h < halves; h++)              \
+            acc[i][h] = _mm512_loadu_ps (yt + (gsize) i * ld + 16 * h);
+#define STORE_ACC                                                              \
+    _Pragma ("GCC unroll 12") for (int i = 0; i < nr; i++)                     \
+        _Pragma ("GCC unroll 2") for (int h = 0; h < halves; h++)              \
+            _mm512_storeu_ps (yt + (gsize) i * ld + 16 * h, acc[i][h]);
+
+/* yt += panel rows . x over kc columns (float32). Specialised by the
+ * compiler for each (nr, halves). */
 static inline __attribute__ ((always_inline)) void
-tile_kernel (const float *a, const float *w, gsize ldw, int kc, float *yt, int ld,
+tile_kernel (const guint32 *a32, const void *w32, gsize ldw, int kc, float *yt, int ld,
              const int nr, const int halves)
 {
-    __m512 acc[NR][2];
-#pragma GCC unroll 12
-    for (int i = 0; i < nr; i++)
-#pragma GCC unroll 2
-        for (int h = 0; h < halves; h++)
-            acc[i][h] = _mm512_loadu_ps (yt + (gsize) i * ld + 16 * h);
+    const float *a = (const float *) a32, *w = w32;
+    LOAD_ACC
     for (int k = 0; k < kc; k++) {
         __m512 x0 = _mm512_loadu_ps (a), x1 = x0;
         if (halves == 2)
@@ -89,29 +149,53 @@ tile_kernel (const float *a, const float *w, gsize ldw, int kc, float *yt, int l
         }
         a += 16 * halves;
     }
-#pragma GCC unroll 12
-    for (int i = 0; i < nr; i++)
-#pragma GCC unroll 2
-        for (int h = 0; h < halves; h++)
-            _mm512_storeu_ps (yt + (gsize) i * ld + 16 * h, acc[i][h]);
+    STORE_ACC
 }
 
-static void tile_any (const float *a, const float *w, gsize ldw, int kc, float *yt, int ld,
-                      int nr, int halves)
+/* yt += W rows (bf16, row_bytes apart) . x pairs over kc columns. */
+BF16 static inline __attribute__ ((always_inline)) void
+tile_kernel_bf16 (const guint32 *a, const void *w, gsize row_bytes, int kc, float *yt, int ld,
+                  const int nr, const int halves)
 {
-#define CASE(N)                                                                \
-    case N:                                                                    \
-        if (halves == 2)                                                       \
-            tile_kernel (a, w, ldw, kc, yt, ld, N, 2);                         \
-        else                                                                   \
-            tile_kernel (a, w, ldw, kc, yt, ld, N, 1);                         \
-        break;
-    switch (nr) {
-    CASE (1) CASE (2) CASE (3) CASE (4) CASE (5) CASE (6)
-    CASE (7) CASE (8) CASE (9) CASE (10) CASE (11) CASE (12)
+    LOAD_ACC
+    for (int q = 0; q < kc / 2; q++) {
+        __m512bh x0 = (__m512bh) _mm512_loadu_si512 (a), x1 = x0;
+        if (halves == 2)
+            x1 = (__m512bh) _mm512_loadu_si512 (a + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < nr; i++) {
+            guint32 pair;
+            memcpy (&pair, (const guint8 *) w + (gsize) i * row_bytes + 4 * (gsize) q, 4);
+            __m512bh wb = (__m512bh) _mm512_set1_epi32 ((int) pair);
+            acc[i][0] = _mm512_dpbf16_ps (acc[i][0], x0, wb);
+            if (halves == 2)
+                acc[i][1] = _mm512_dpbf16_ps (acc[i][1], x1, wb);
+        }
+        a += 16 * halves;
     }
-#undef CASE
+    STORE_ACC
 }
+
+typedef void (*TileFunc) (const guint32 *a, const void *w, gsize ldw, int kc, float *yt,
+                          int ld, int nr, int halves);
+
+#define TILE_ANY(NAME, KERNEL, ATTR)                                           \
+    ATTR static void NAME (const guint32 *a, const void *w, gsize ldw, int kc, \
+                           float *yt, int ld, int nr, int halves)              \
+    {                                                                          \
+        switch (nr * 2 + halves - 1) {                                         \
+        CASES (KERNEL, 1) CASES (KERNEL, 2) CASES (KERNEL, 3)                  \
+        CASES (KERNEL, 4) CASES (KERNEL, 5) CASES (KERNEL, 6)                  \
+        CASES (KERNEL, 7) CASES (KERNEL, 8) CASES (KERNEL, 9)                  \
+        CASES (KERNEL, 10) CASES (KERNEL, 11) CASES (KERNEL, 12)               \
+        }                                                                      \
+    }
+#define CASES(KERNEL, N)                                                       \
+    case 2 * N: KERNEL (a, w, ldw, kc, yt, ld, N, 1); break;                  \
+    case 2 * N + 1: KERNEL (a, w, ldw, kc, yt, ld, N, 2); break;
+
+TILE_ANY (tile_any, tile_kernel, )
+TILE_ANY (tile_any_bf16, tile_kernel_bf16, BF16)
 
 static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1)
 {
@@ -119,29 +203,36 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
     int M = p->M, K = p->K, N = w->rows, ld = 32 * p->n_tiles;
     int max_rows = MIN (ROW_BLOCK, r1 - r0), max_cols = MIN (COL_BLOCK, K);
     float *yt = g_malloc (sizeof (float) * max_rows * ld);
-    float *panel = w->type == VLM_MAT_F32 ? NULL : g_malloc (sizeof (float) * max_rows * max_cols);
+    /* float32 from other types: widened panels; bf16 pairs and float32:
+     * the weights where they are */
+    gboolean widen = !p->bf16 && w->type != VLM_MAT_F32;
+    float *panel = widen ? g_malloc (sizeof (float) * max_rows * max_cols) : NULL;
+    TileFunc tile = p->bf16 ? tile_any_bf16 : tile_any;
     for (int b0 = r0; b0 < r1; b0 += ROW_BLOCK) {
         int nb = MIN (ROW_BLOCK, r1 - b0);
         memset (yt, 0, sizeof (float) * nb * ld);
         for (int k0 = 0; k0 < K; k0 += COL_BLOCK) {
             int kc = MIN (COL_BLOCK, K - k0);
-            const float *wp;
-            gsize ldw;
-            if (panel) {
+            const guint8 *wp;
+            gsize ldw; /* rows apart: floats (float32 kernel) or bytes (bf16) */
+            if (widen) {
                 for (int i = 0; i < nb; i++)
                     vlm_matrix_widen (w, b0 + i, k0, k0 + kc, panel + (gsize) i * kc);
-                wp = panel;
+                wp = (const guint8 *) panel;
                 ldw = kc;
             } else {
-                ldw = w->row_bytes / sizeof (float);
-                wp = (const float *) w->data + (gsize) b0 * ldw + k0;
+                wp = (const guint8 *) w->data + (gsize) b0 * w->row_bytes +
+                     (gsize) k0 * (p->bf16 ? 2 : 4);
+                ldw = p->bf16 ? w->row_bytes : w->row_bytes / sizeof (float);
             }
+            gsize row_step = p->bf16 ? ldw : ldw * sizeof (float);
             for (int t = 0; t < p->n_tiles; t++) {
                 int halves = tile_halves (p, t);
-                const float *a = p->data + (gsize) t * 32 * K + (gsize) k0 * 16 * halves;
+                const guint32 *a = p->data + (gsize) t * 32 * K +
+                                   (gsize) k0 * 16 * halves / (p->bf16 ? 2 : 1);
                 for (int i = 0; i < nb; i += NR)
-                    tile_any (a, wp + (gsize) i * ldw, ldw, kc, yt + (gsize) i * ld + 32 * t, ld,
-                              MIN (NR, nb - i), halves);
+                    tile (a, wp + (gsize) i * row_step, ldw, kc, yt + (gsize) i * ld + 32 * t,
+                          ld, MIN (NR, nb - i), halves);
             }
         }
         for (int m = 0; m < M; m++)
@@ -153,3 +244,4 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
 }
 
 const VlmGemm vlm_gemm_avx512 = { pack_new, pack_part, rows, packed_free };
+const VlmGemm vlm_gemm_avx512bf16 = { pack_new_bf16, pack_part, rows, packed_free };

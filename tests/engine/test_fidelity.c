@@ -86,28 +86,45 @@ static void check_layers (VlmFixtureCase *c, Trace *t, const char *fmt,
     }
 }
 
+/* The case's picture and prompt through m: max_new tokens, logits kept,
+ * every stage shown to trace (or NULL). */
+static VlmResult *describe_case (const VlmFixtureCase *c, VlmModel *m, int max_new,
+                                 const VlmTrace *trace)
+{
+    VlmImageFile file = { 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (vlm_image_file_load (c->image_path, &file, &error));
+    VlmImage image = { file.data, file.width, file.height, file.stride };
+    g_autoptr (VlmSession) s = vlm_session_new (m, 0, &error);
+    VlmDescribeParams p;
+    vlm_describe_params_init (&p);
+    p.prompt = c->prompt;
+    p.max_new_tokens = max_new;
+    p.want_logits = TRUE;
+    VlmResult *r = vlm_session_describe_traced (s, &image, &p, trace, &error);
+    g_assert_no_error (error);
+    vlm_image_file_clear (&file);
+    return r;
+}
+
+/* max |mine - expected| / max |expected| of the prefill logits. */
+static double prefill_logits_error (VlmFixtureCase *c, const VlmResult *r)
+{
+    GArray *want = vlm_fixture_tensor (c, "prefill_logits");
+    g_assert_cmpuint (r->n_logits, ==, want->len);
+    return vlm_max_abs_diff (r->prefill_logits, (float *) want->data, want->len) /
+           vlm_max_abs ((float *) want->data, want->len);
+}
+
 static void test_case (gconstpointer data)
 {
     const char *const *arg = data; /* { root, case name } */
     VlmFixtureCase *c = vlm_fixture_case_load (arg[0], arg[1]);
     VlmModel *m = model_for (c->model_dir, VLM_WEIGHTS_AS_STORED);
-
-    VlmImageFile file = { 0 };
-    g_autoptr (GError) error = NULL;
-    g_assert_true (vlm_image_file_load (c->image_path, &file, &error));
-    VlmImage image = { file.data, file.width, file.height, file.stride };
-
-    g_autoptr (VlmSession) s = vlm_session_new (m, 0, &error);
-    VlmDescribeParams p;
-    vlm_describe_params_init (&p);
-    p.prompt = c->prompt;
-    p.max_new_tokens = c->generated_ids->len;
-    p.want_logits = TRUE;
     Trace t = { g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                        (GDestroyNotify) g_array_unref) };
     VlmTrace trace = { on_stage, &t };
-    g_autoptr (VlmResult) r = vlm_session_describe_traced (s, &image, &p, &trace, &error);
-    g_assert_no_error (error);
+    g_autoptr (VlmResult) r = describe_case (c, m, c->generated_ids->len, &trace);
 
     check_stage (c, &t, "pixel_values", TOL_PIXELS, FALSE);
     check_stage (c, &t, "vision_embeddings", TOL_ACTIVATIONS, FALSE);
@@ -118,10 +135,7 @@ static void test_case (gconstpointer data)
     check_layers (c, &t, "text_hidden.%d", TOL_HIDDEN_REL, TRUE);
     check_stage (c, &t, "step_logits", TOL_LOGITS_REL, TRUE);
 
-    GArray *want = vlm_fixture_tensor (c, "prefill_logits");
-    g_assert_cmpuint (r->n_logits, ==, want->len);
-    double rel = vlm_max_abs_diff (r->prefill_logits, (float *) want->data, want->len) /
-                 vlm_max_abs ((float *) want->data, want->len);
+    double rel = prefill_logits_error (c, r);
     g_test_message ("prefill_logits relative error %.3g", rel);
     g_assert_cmpfloat (rel, <=, TOL_LOGITS_REL);
 
@@ -132,7 +146,6 @@ static void test_case (gconstpointer data)
     g_assert_cmpstr (r->text, ==, c->text);
 
     g_hash_table_unref (t.seen);
-    vlm_image_file_clear (&file);
     vlm_fixture_case_free (c);
 }
 
@@ -143,29 +156,14 @@ static void test_bf16_dot (gconstpointer data)
 {
     const char *const *arg = data;
     VlmFixtureCase *c = vlm_fixture_case_load (arg[0], arg[1]);
-    VlmModel *m = model_for (c->model_dir, VLM_WEIGHTS_BF16_DOT);
-    VlmImageFile file = { 0 };
-    g_autoptr (GError) error = NULL;
-    g_assert_true (vlm_image_file_load (c->image_path, &file, &error));
-    VlmImage image = { file.data, file.width, file.height, file.stride };
-    g_autoptr (VlmSession) s = vlm_session_new (m, 0, &error);
-    VlmDescribeParams p;
-    vlm_describe_params_init (&p);
-    p.prompt = c->prompt;
-    p.max_new_tokens = 1;
-    p.want_logits = TRUE;
-    g_autoptr (VlmResult) r = vlm_session_describe (s, &image, &p, &error);
-    g_assert_no_error (error);
-    GArray *want = vlm_fixture_tensor (c, "prefill_logits");
-    g_assert_cmpuint (r->n_logits, ==, want->len);
-    double rel = vlm_max_abs_diff (r->prefill_logits, (float *) want->data, want->len) /
-                 vlm_max_abs ((float *) want->data, want->len);
+    g_autoptr (VlmResult) r = describe_case (c, model_for (c->model_dir, VLM_WEIGHTS_BF16_DOT),
+                                             1, NULL);
+    double rel = prefill_logits_error (c, r);
     g_test_message ("bf16-dot prefill_logits relative error %.3g (%s)", rel,
                     vlm_gemm_bf16_dot () ? "bf16 dot products" : "no AVX-512 BF16: exact");
     if (vlm_gemm_bf16_dot ())
         g_assert_cmpfloat (rel, >, 1e-5); /* the bf16 path did run */
     g_assert_cmpfloat (rel, <=, vlm_gemm_bf16_dot () ? TOL_BF16_DOT_LOGITS_REL : TOL_LOGITS_REL);
-    vlm_image_file_clear (&file);
     vlm_fixture_case_free (c);
 }
 
