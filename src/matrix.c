@@ -17,12 +17,18 @@ const char *vlm_mat_type_name (VlmMatType t)
     return names[t];
 }
 
+/* Bytes of the codes of n_groups groups (a quantized row, padding included). */
+static gsize code_bytes (VlmMatType type, int n_groups, int group)
+{
+    return (gsize) n_groups * group * (type == VLM_MAT_Q8 ? 8 : 4) / 8;
+}
+
 gsize vlm_matrix_bytes (const VlmMatrix *m)
 {
     if (m->type != VLM_MAT_Q8 && m->type != VLM_MAT_Q4)
         return m->row_bytes * m->rows;
-    gsize codes = (gsize) m->n_groups * m->group * (m->type == VLM_MAT_Q8 ? 8 : 4) / 8;
-    return (codes + m->n_groups * 2 * sizeof (guint16)) * m->rows;
+    return (code_bytes (m->type, m->n_groups, m->group) + m->n_groups * 2 * sizeof (guint16)) *
+           m->rows;
 }
 
 int vlm_matrix_n_pieces (const VlmMatrix *w)
@@ -37,7 +43,7 @@ VlmMatrix vlm_matrix_piece (const VlmMatrix *w, int p)
     VlmMatrix v = *w;
     v.cols = MIN (w->piece_cols, w->cols - p * w->piece_cols);
     v.n_groups = (v.cols + w->group - 1) / w->group;
-    v.row_bytes = (gsize) v.n_groups * w->group * (w->type == VLM_MAT_Q8 ? 8 : 4) / 8;
+    v.row_bytes = code_bytes (w->type, v.n_groups, w->group);
     gsize before = (gsize) p * w->rows; /* rows of the full pieces before */
     v.data = (const guint8 *) w->data + before * w->row_bytes;
     v.scales += before * (w->piece_cols / w->group);
@@ -332,26 +338,37 @@ static void quantize_part (int ith, int nth, gpointer data)
         }
 }
 
+/* Zeroed storage for a quantized matrix [rows, cols] in groups of group,
+ * kept in pieces when its rows are longer than VLM_PIECE_COLS; *m
+ * describes it. */
+static gpointer layout_new (VlmMatType type, int rows, int cols, int group, VlmMatrix *m)
+{
+    int n_groups = (cols + group - 1) / group;
+    int piece_cols = cols > VLM_PIECE_COLS ? VLM_PIECE_COLS : 0;
+    gsize codes = code_bytes (type, n_groups, group) * rows, params = (gsize) rows * n_groups;
+    guint8 *block = g_malloc0 (codes + 2 * params * sizeof (guint16));
+    guint16 *scales = (guint16 *) (block + codes);
+    *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols, .data = block,
+                       .row_bytes = piece_cols ? code_bytes (type, piece_cols / group, group)
+                                               : code_bytes (type, n_groups, group),
+                       .group = group, .n_groups = n_groups, .piece_cols = piece_cols,
+                       .scales = scales, .biases = scales + params };
+    return block;
+}
+
 gpointer vlm_matrix_to_pieces (const VlmMatrix *src, VlmMatrix *dst)
 {
     if (src->piece_cols || src->cols <= VLM_PIECE_COLS || VLM_PIECE_COLS % src->group)
         return NULL;
-    int bits = src->type == VLM_MAT_Q8 ? 8 : 4;
-    gsize codes = (gsize) src->n_groups * src->group * bits / 8 * src->rows;
-    gsize params = (gsize) src->rows * src->n_groups;
-    guint8 *block = g_malloc (codes + 2 * params * sizeof (guint16));
-    VlmMatrix m = *src;
-    m.piece_cols = VLM_PIECE_COLS;
-    m.row_bytes = (gsize) VLM_PIECE_COLS * bits / 8;
-    m.data = block;
-    m.scales = (const guint16 *) (block + codes);
-    m.biases = m.scales + params;
+    VlmMatrix m;
+    gpointer block = layout_new (src->type, src->rows, src->cols, src->group, &m);
     for (int p = 0; p < vlm_matrix_n_pieces (&m); p++) {
         VlmMatrix v = vlm_matrix_piece (&m, p);
-        int c0 = p * VLM_PIECE_COLS, g0 = c0 / src->group;
+        int g0 = p * VLM_PIECE_COLS / src->group;
         for (int r = 0; r < src->rows; r++) {
             memcpy ((guint8 *) v.data + r * v.row_bytes,
-                    (const guint8 *) src->data + r * src->row_bytes + (gsize) c0 * bits / 8,
+                    (const guint8 *) src->data + r * src->row_bytes +
+                        code_bytes (src->type, g0, src->group),
                     v.row_bytes);
             memcpy ((guint16 *) v.scales + (gsize) r * v.n_groups,
                     src->scales + (gsize) r * src->n_groups + g0, v.n_groups * sizeof (guint16));
@@ -366,18 +383,7 @@ gpointer vlm_matrix_to_pieces (const VlmMatrix *src, VlmMatrix *dst)
 gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
                                    VlmMatrix *m)
 {
-    int bits = type == VLM_MAT_Q8 ? 8 : 4;
-    int g = 32, n_groups = (cols + g - 1) / g;
-    int piece_cols = cols > VLM_PIECE_COLS ? VLM_PIECE_COLS : 0;
-    gsize row_bytes = (gsize) (piece_cols ? piece_cols : n_groups * g) * bits / 8;
-    gsize codes = (gsize) n_groups * g * bits / 8 * rows, params = (gsize) rows * n_groups;
-    guint8 *block = g_malloc0 (codes + 2 * params * sizeof (guint16));
-    guint16 *scales = (guint16 *) (block + codes), *biases = scales + params;
-    *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols, .data = block,
-                       .row_bytes = row_bytes, .group = g, .n_groups = n_groups,
-                       .piece_cols = piece_cols,
-                       .scales = scales, .biases = biases };
-    return block;
+    return layout_new (type, rows, cols, 32, m);
 }
 
 void vlm_matrix_quantize_rows (VlmMatrix *m, int r0, int n, const float *src)

@@ -9,15 +9,15 @@
 
 /* Sums in double, four at a time (one running sum would wait on each
  * addition). */
-static double sum_d (const float *r, int D, double centre)
+static double sum_d (const float *r, int D)
 {
     double s[4] = { 0, 0, 0, 0 };
     int j = 0;
     for (; j + 4 <= D; j += 4)
         for (int k = 0; k < 4; k++)
-            s[k] += r[j + k] - centre;
+            s[k] += r[j + k];
     for (; j < D; j++)
-        s[0] += r[j] - centre;
+        s[0] += r[j];
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
@@ -49,7 +49,7 @@ static void norm_part (int ith, int nth, gpointer data)
         const float *r = j->x + (gsize) i * D;
         float *o = j->out + (gsize) i * D;
         if (j->b) {
-            double mean = sum_d (r, D, 0) / D;
+            double mean = sum_d (r, D) / D;
             float inv = (float) (1.0 / sqrt (sum_sq_d (r, D, mean) / D + j->eps));
             float m = (float) mean;
             for (int k = 0; k < D; k++)

@@ -168,7 +168,6 @@ static void drop_params (VlmWeights *w, const VlmTensorInfo *t, const guint16 *p
         release_pages (t->data, t->n_elements * sizeof (guint16));
 }
 
-
 /* An MLX module: name.weight U32 [rows, cols*bits/32], name.scales and
  * name.biases [rows, cols/group]. */
 static gboolean get_mlx (VlmWeights *w, const char *name, gint64 rows,
@@ -224,7 +223,6 @@ static gboolean is_mlx_quantized (VlmWeights *w, const char *name)
     g_autofree char *sn = g_strconcat (base, ".scales", NULL);
     return vlm_tensor_store_find (w->store, sn) != NULL;
 }
-
 
 /* Quantize a float tensor a slice of rows at a time, so that loading never
  * holds more than one slice as float32 beside the result. */
