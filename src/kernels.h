@@ -62,6 +62,16 @@ static inline void vlm_prefetch_ahead (const void *p, gsize ahead)
     __builtin_prefetch ((const char *) p + ahead, 0, 3);
 }
 
+/* The group scales and offsets of quantized row r + 4. */
+static inline void vlm_prefetch_params_ahead (const VlmMatrix *w, int r)
+{
+    gsize row = (gsize) r * w->n_groups, ahead = 4 * (gsize) w->n_groups * sizeof (guint16);
+    for (int k = 0; k < w->n_groups; k += 32) {
+        vlm_prefetch_ahead (w->scales + row + k, ahead);
+        vlm_prefetch_ahead (w->biases + row + k, ahead);
+    }
+}
+
 /* Scalar helpers shared by the sets. */
 static inline float vlm_bf16_to_f32 (guint16 h)
 {

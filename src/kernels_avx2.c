@@ -325,11 +325,7 @@ static inline float offset_centred (const guint16 *b, const guint16 *s, float ce
             const guint8 *row = ROW (w, r);                                     \
             const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
             __m256 acc = _mm256_setzero_ps ();                                  \
-            for (int k = 0; k < w->n_groups; k += 32) { /* row r + 4's */       \
-                vlm_prefetch_ahead (s + k, 4 * (gsize) w->n_groups * 2);        \
-                vlm_prefetch_ahead (w->biases + (gsize) r * w->n_groups + k,    \
-                                    4 * (gsize) w->n_groups * 2);               \
-            }                                                                   \
+            vlm_prefetch_params_ahead (w, r);                                   \
             for (int sb = 0; sb < p->nsub; sb++) {                              \
                 if (sb * sub_bytes % 64 == 0)                                   \
                     vlm_prefetch_ahead (row + (gsize) sb * sub_bytes, 4 * w->row_bytes); \

@@ -411,11 +411,7 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, const VlmIntX *p, int sb
             ScaleChunk sc = { s, w->n_groups, -1 };                             \
             __m512 acc = _mm512_setzero_ps ();                                  \
             int sb = 0;                                                         \
-            for (int k = 0; k < w->n_groups; k += 32) { /* row r + 4's */       \
-                vlm_prefetch_ahead (s + k, 4 * (gsize) w->n_groups * 2);            \
-                vlm_prefetch_ahead (w->biases + (gsize) r * w->n_groups + k,        \
-                                4 * (gsize) w->n_groups * 2);                   \
-            }                                                                   \
+            vlm_prefetch_params_ahead (w, r);                                   \
             if (BLOCK4)                                                         \
                 for (; sb + 4 <= p->nsub; sb += 4) {                            \
                     vlm_prefetch_ahead (row + (gsize) sb * 16, 4 * w->row_bytes);   \
