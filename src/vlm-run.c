@@ -142,13 +142,7 @@ int main (int argc, char **argv)
         return fail ("--max-new-tokens, --top-k, --threads and --temperature "
                      "must be >= 0, --top-p in (0, 1]");
     VlmWeightFormat format = VLM_WEIGHTS_AS_STORED;
-    if (opt_weights && g_strcmp0 (opt_weights, "q8") == 0)
-        format = VLM_WEIGHTS_Q8;
-    else if (opt_weights && g_strcmp0 (opt_weights, "q4") == 0)
-        format = VLM_WEIGHTS_Q4;
-    else if (opt_weights && g_strcmp0 (opt_weights, "bf16-dot") == 0)
-        format = VLM_WEIGHTS_BF16_DOT;
-    else if (opt_weights && g_strcmp0 (opt_weights, "as-stored") != 0)
+    if (opt_weights && !vlm_weight_format_from_string (opt_weights, &format))
         return fail ("--weights must be as-stored, q8, q4 or bf16-dot");
     if (opt_verbose)
         vlm_set_log_func (log_to_stderr, NULL);

@@ -106,6 +106,16 @@ const char *vlm_weight_format_to_string (VlmWeightFormat format)
     return "unknown";
 }
 
+gboolean vlm_weight_format_from_string (const char *name, VlmWeightFormat *format)
+{
+    for (VlmWeightFormat f = VLM_WEIGHTS_AS_STORED; f <= VLM_WEIGHTS_BF16_DOT; f++)
+        if (g_strcmp0 (name, vlm_weight_format_to_string (f)) == 0) {
+            *format = f;
+            return TRUE;
+        }
+    return FALSE;
+}
+
 VlmModel *vlm_model_load (const char *path_or_repo_id, GError **error)
 {
     return vlm_model_load_with_format (path_or_repo_id, VLM_WEIGHTS_AS_STORED, error);

@@ -134,6 +134,8 @@ typedef enum {
 } VlmWeightFormat;
 
 const char *vlm_weight_format_to_string (VlmWeightFormat format);
+/* The format named "as-stored", "q8", "q4" or "bf16-dot"; FALSE for others. */
+gboolean vlm_weight_format_from_string (const char *name, VlmWeightFormat *format);
 
 /* path_or_repo_id: a checkpoint directory, or a Hugging Face repo id
  * ("google/paligemma-3b-mix-224") found in the local Hugging Face cache. */

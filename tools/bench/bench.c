@@ -196,13 +196,12 @@ static gboolean on_token (guint32 token, const char *text, gpointer data)
 
 static int run_child (void)
 {
-    VlmWeightFormat format = VLM_WEIGHTS_AS_STORED;
-    while (g_strcmp0 (opt_child, vlm_weight_format_to_string (format)) != 0)
-        if (++format > VLM_WEIGHTS_BF16_DOT) {
-            fprintf (stderr, "vlm-bench: unknown weight format '%s' (as-stored, q8, q4, "
-                             "bf16-dot)\n", opt_child);
-            return 1;
-        }
+    VlmWeightFormat format;
+    if (!vlm_weight_format_from_string (opt_child, &format)) {
+        fprintf (stderr, "vlm-bench: unknown weight format '%s' (as-stored, q8, q4, "
+                         "bf16-dot)\n", opt_child);
+        return 1;
+    }
     g_autoptr (GError) error = NULL;
     double t0 = now_ms ();
     g_autoptr (VlmModel) model = vlm_model_load_with_format (opt_model, format, &error);
