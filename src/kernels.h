@@ -54,9 +54,13 @@ const VlmKernels *vlm_kernels_get (void);
  * has AVX-512 BF16 and the chosen set is an AVX-512 one; else NULL. */
 const VlmGemm *vlm_gemm_bf16_dot (void);
 
-/* Matrix-vector products read rows in order, several streams at once;
- * asking for the bytes a few rows ahead was worth up to 25% of one
- * thread's read rate here. A prefetch never faults, past the end included. */
+/* Matrix-vector products read rows in order; asking for the bytes ahead
+ * of the reading was worth up to 25% of one thread's read rate here. Rows
+ * of up to VLM_SHORT_ROW columns are read one at a time as one stream,
+ * VLM_STREAM_AHEAD bytes ahead. A prefetch never faults, past the end
+ * included. */
+#define VLM_SHORT_ROW 4096
+#define VLM_STREAM_AHEAD 8192
 static inline void vlm_prefetch_ahead (const void *p, gsize ahead)
 {
     __builtin_prefetch ((const char *) p + ahead, 0, 3);
