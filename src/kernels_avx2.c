@@ -324,16 +324,14 @@ static inline float offset_centred (const guint16 *b, const guint16 *s, float ce
     return centre ? t + centre * offset_term (s, xg, n) : t;
 }
 
+/* The group size a constant for the compiler (32 or 64), as in
+ * kernels_avx512.c. */
 #define INT_ROWS(NAME, DOT, CENTRE, FALLBACK)                                   \
-    static void NAME (const VlmMatrix *w, const float *x, const float *xg,     \
-                      const void *prep, float *y, int r0, int r1)               \
+    static inline __attribute__ ((always_inline)) void                          \
+    NAME##_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p,       \
+                   float *y, int r0, int r1, const int per_group)               \
     {                                                                           \
-        const VlmIntX *p = prep;                                                \
-        if (!p) {                                                               \
-            FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
-            return;                                                             \
-        }                                                                       \
-        int per_group = w->group / 32, sub_bytes = w->type == VLM_MAT_Q8 ? 32 : 16; \
+        int sub_bytes = w->type == VLM_MAT_Q8 ? 32 : 16;                        \
         for (int r = r0; r < r1; r++) {                                         \
             const guint8 *row = ROW (w, r);                                     \
             const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
@@ -349,6 +347,17 @@ static inline float offset_centred (const guint16 *b, const guint16 *s, float ce
             y[r] = hsum (acc) + offset_centred (w->biases + (gsize) r * w->n_groups, s, \
                                                 CENTRE, xg, w->n_groups);       \
         }                                                                       \
+    }                                                                           \
+    static void NAME (const VlmMatrix *w, const float *x, const float *xg,     \
+                      const void *prep, float *y, int r0, int r1)               \
+    {                                                                           \
+        const VlmIntX *p = prep;                                                \
+        if (!p)                                                                 \
+            FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
+        else if (w->group == 32)                                                \
+            NAME##_groups (w, xg, p, y, r0, r1, 1);                             \
+        else                                                                    \
+            NAME##_groups (w, xg, p, y, r0, r1, 2);                             \
     }
 
 INT_ROWS (rows_q8_int, dot_q8, 128.0f, rows_q8)
