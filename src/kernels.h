@@ -105,6 +105,22 @@ typedef struct {
     float *dx4;      /* [nsub * 4]: each subgroup's step, 4 times */
 } VlmIntX;
 
+/* A row kernel over prepared integer x (kernels_avx2.c, kernels_avx512.c):
+ * NAME##_groups with the group size a constant (32 or 64: the compiler
+ * turns the divisions by it into shifts), FALLBACK when x was not prepared. */
+#define VLM_INT_ROWS_BY_GROUP(ATTR, NAME, FALLBACK)                             \
+    ATTR static void NAME (const VlmMatrix *w, const float *x, const float *xg, \
+                           const void *prep, float *y, int r0, int r1)          \
+    {                                                                           \
+        const VlmIntX *p = prep;                                                \
+        if (!p)                                                                 \
+            FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
+        else if (w->group == 32)                                                \
+            NAME##_groups (w, xg, p, y, r0, r1, 32);                            \
+        else                                                                    \
+            NAME##_groups (w, xg, p, y, r0, r1, 64);                            \
+    }
+
 /* NULL (use float kernels) unless the groups are 32 or 64 wide. */
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
                         float residual, int q4_block);

@@ -324,14 +324,13 @@ static inline float offset_centred (const guint16 *b, const guint16 *s, float ce
     return centre ? t + centre * offset_term (s, xg, n) : t;
 }
 
-/* The group size a constant for the compiler (32 or 64), as in
- * kernels_avx512.c. */
+/* The group size a constant for the compiler, as in kernels_avx512.c. */
 #define INT_ROWS(NAME, DOT, CENTRE, FALLBACK)                                   \
     static inline __attribute__ ((always_inline)) void                          \
     NAME##_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p,       \
-                   float *y, int r0, int r1, const int per_group)               \
+                   float *y, int r0, int r1, const int group)                   \
     {                                                                           \
-        int sub_bytes = w->type == VLM_MAT_Q8 ? 32 : 16;                        \
+        int per_group = group / 32, sub_bytes = w->type == VLM_MAT_Q8 ? 32 : 16;                        \
         for (int r = r0; r < r1; r++) {                                         \
             const guint8 *row = ROW (w, r);                                     \
             const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
@@ -348,17 +347,7 @@ static inline float offset_centred (const guint16 *b, const guint16 *s, float ce
                                                 CENTRE, xg, w->n_groups);       \
         }                                                                       \
     }                                                                           \
-    static void NAME (const VlmMatrix *w, const float *x, const float *xg,     \
-                      const void *prep, float *y, int r0, int r1)               \
-    {                                                                           \
-        const VlmIntX *p = prep;                                                \
-        if (!p)                                                                 \
-            FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
-        else if (w->group == 32)                                                \
-            NAME##_groups (w, xg, p, y, r0, r1, 1);                             \
-        else                                                                    \
-            NAME##_groups (w, xg, p, y, r0, r1, 2);                             \
-    }
+    VLM_INT_ROWS_BY_GROUP (, NAME, FALLBACK)
 
 INT_ROWS (rows_q8_int, dot_q8, 128.0f, rows_q8)
 INT_ROWS (rows_q4_int, dot_q4, 0.0f, rows_q4)

@@ -402,8 +402,8 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, const VlmIntX *p, int sb
     return _mm512_mul_ps (combine_parts (h, l), scale);
 }
 
-/* The group size a constant for the compiler (32 or 64: a division by a
- * variable per step took a fifth of the Q8 kernel's time). */
+/* The group size a constant for the compiler (a division by a variable
+ * per step took a fifth of the Q8 kernel's time). */
 #define VNNI_ROWS(NAME, CODES, CODES_ONE, FALLBACK, BLOCK4)                     \
     VNNI static inline __attribute__ ((always_inline)) void                     \
     NAME##_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p,       \
@@ -458,17 +458,7 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, const VlmIntX *p, int sb
             y[r] = t + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups); \
         }                                                                       \
     }                                                                           \
-    VNNI static void NAME (const VlmMatrix *w, const float *x, const float *xg, \
-                           const void *prep, float *y, int r0, int r1)          \
-    {                                                                           \
-        const VlmIntX *p = prep;                                                \
-        if (!p)                                                                 \
-            FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
-        else if (w->group == 32)                                                \
-            NAME##_groups (w, xg, p, y, r0, r1, 32);                            \
-        else                                                                    \
-            NAME##_groups (w, xg, p, y, r0, r1, 64);                            \
-    }
+    VLM_INT_ROWS_BY_GROUP (VNNI, NAME, FALLBACK)
 
 VNNI_ROWS (rows_q8_vnni, codes_q8, codes_q8_one, rows_q8, FALSE)
 VNNI_ROWS (rows_q4_vnni, codes_q4, codes_q4_one, rows_q4, TRUE)
