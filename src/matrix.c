@@ -339,12 +339,12 @@ static void quantize_part (int ith, int nth, gpointer data)
 }
 
 /* Zeroed storage for a quantized matrix [rows, cols] in groups of group,
- * kept in pieces when its rows are longer than VLM_PIECE_COLS; *m
+ * kept in pieces when its rows are longer than VLM_PIECE_AFTER; *m
  * describes it. */
 static gpointer layout_new (VlmMatType type, int rows, int cols, int group, VlmMatrix *m)
 {
     int n_groups = (cols + group - 1) / group;
-    int piece_cols = cols > VLM_PIECE_COLS ? VLM_PIECE_COLS : 0;
+    int piece_cols = cols > VLM_PIECE_AFTER ? VLM_PIECE_COLS : 0;
     gsize codes = code_bytes (type, n_groups, group) * rows, params = (gsize) rows * n_groups;
     guint8 *block = g_malloc0 (codes + 2 * params * sizeof (guint16));
     guint16 *scales = (guint16 *) (block + codes);
@@ -358,7 +358,7 @@ static gpointer layout_new (VlmMatType type, int rows, int cols, int group, VlmM
 
 gpointer vlm_matrix_to_pieces (const VlmMatrix *src, VlmMatrix *dst)
 {
-    if (src->piece_cols || src->cols <= VLM_PIECE_COLS || VLM_PIECE_COLS % src->group)
+    if (src->piece_cols || src->cols <= VLM_PIECE_AFTER || VLM_PIECE_COLS % src->group)
         return NULL;
     VlmMatrix m;
     gpointer block = layout_new (src->type, src->rows, src->cols, src->group, &m);

@@ -7,8 +7,8 @@
  * w = s * q + b, q unsigned 8 or 4 bits (Q4: byte k of a row holds code 2k
  * in its low nibble and 2k+1 in its high one). A row holds
  * n_groups * group codes; codes past cols are zero padding.
- * Quantized at load, rows longer than VLM_PIECE_COLS are kept in pieces of
- * that many columns, each piece a row-major matrix of its own (codes one
+ * Quantized at load, rows longer than VLM_PIECE_AFTER columns are kept in
+ * pieces of VLM_PIECE_COLS columns, each piece a row-major matrix of its own (codes one
  * piece after another, then scales, then offsets, likewise): a
  * matrix-vector product goes through the pieces in turn, reading memory in
  * order while the piece of x it needs stays in the L1 cache. */
@@ -42,8 +42,10 @@ typedef struct {
     const guint16 *biases;    /* f16 [rows, n_groups] (in a piece) */
 } VlmMatrix;
 
-/* 2048: rows of exactly 4096 bytes (Q8 pieces of 4096) read slower */
+/* Pieces of 2048: rows of exactly 4096 bytes (Q8 pieces of 4096) read
+ * slower. Rows up to 4096 columns stay whole (PaliGemma 2's 2304, say). */
 #define VLM_PIECE_COLS 2048
+#define VLM_PIECE_AFTER 4096
 
 const char *vlm_mat_type_name (VlmMatType t);
 /* Bytes the matrix occupies in memory. */
@@ -88,7 +90,7 @@ float vlm_matrix_get_element (const VlmMatrix *w, int row, int col);
 gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
                                    VlmMatrix *m);
 /* A copy in pieces of quantized src if its rows are longer than
- * VLM_PIECE_COLS (src as it is stored, e.g. an MLX checkpoint): storage the
+ * VLM_PIECE_AFTER (src as it is stored, e.g. an MLX checkpoint): storage the
  * caller frees with g_free, *dst describing it; else NULL. */
 gpointer vlm_matrix_to_pieces (const VlmMatrix *src, VlmMatrix *dst);
 /* Quantize float32 rows src[n, cols] into rows r0 .. r0 + n of m. */

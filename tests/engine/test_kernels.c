@@ -90,9 +90,12 @@ static void test_sets_agree (void)
 {
     const VlmKernels *sets[] = { &vlm_kernels_generic, &vlm_kernels_avx2, &vlm_kernels_avx512,
                                  &vlm_kernels_avx512_vnni };
-    /* rows over VLM_SHORT_ROW (4304, 4100) are read four at a time */
+    /* rows over VLM_SHORT_ROW (4304, 4100, 4112, 4120) are read four at a
+     * time; 48 and 120 leave 16 (AVX-512) and 8 or 24 (AVX2) columns after
+     * the 32-wide steps of shorter rows */
     const int sizes[][2] = { { 1, 32 }, { 5, 64 }, { 37, 100 }, { 9, 4304 }, { 3, 33 },
-                             { 17, 7 }, { 4, 1152 }, { 6, 2048 }, { 3, 544 }, { 11, 4100 } };
+                             { 17, 7 }, { 4, 1152 }, { 6, 2048 }, { 3, 544 }, { 11, 4100 },
+                             { 5, 48 }, { 3, 120 }, { 2, 4112 }, { 5, 4120 } };
     int checked = 0;
     for (guint s = 0; s < G_N_ELEMENTS (sets); s++) {
         if (!cpu_runs (sets[s])) {
@@ -201,6 +204,9 @@ static void test_quantize_roundtrip (void)
         vlm_matrix_quantize_rows (&m, 0, rows, w);
         g_assert_cmpint (m.n_groups, ==, 135);
         g_assert_cmpint (vlm_matrix_n_pieces (&m), ==, (cols + VLM_PIECE_COLS - 1) / VLM_PIECE_COLS);
+        VlmMatrix whole; /* rows up to VLM_PIECE_AFTER stay whole (PaliGemma 2's 2304) */
+        g_free (vlm_matrix_quantized_new (2, 2304, t, &whole));
+        g_assert_cmpint (vlm_matrix_n_pieces (&whole), ==, 1);
         for (int r = 0; r < rows; r++) {
             vlm_matrix_get_row (&m, r, row);
             for (int j = 0; j < cols; j++) {
