@@ -120,9 +120,9 @@ static double *read_buffer_new (gsize n)
 static double read_bandwidth (int n_threads, const double *buf, gsize n)
 {
     double best = 0, sink = 0;
+    g_autofree ReadJob *jobs = g_new (ReadJob, n_threads);
+    g_autofree GThread **threads = g_new (GThread *, n_threads);
     for (int pass = 0; pass < 8; pass++) {
-        ReadJob jobs[64];
-        GThread *threads[64];
         double t0 = now_ms ();
         for (int t = 0; t < n_threads; t++) {
             jobs[t] = (ReadJob) { buf + n / n_threads * t, n / n_threads, pass % 2, 0 };
