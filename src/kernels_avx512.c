@@ -384,22 +384,34 @@ static inline __m512 combine_parts (__m512i h, __m512i l)
 
 /* Q4, four subgroups (64 bytes of codes) at once: the low nibbles are the
  * subgroups' even elements, the high ones their odd elements, which the
- * prepared x has in the same order; int32 lane i sums subgroup i / 4. */
-VNNI static inline __m512 q4_block4 (const guint8 *row, const VlmIntX *p, int sb,
-                                     ScaleChunk *sc, int group, __m512i lanes)
+ * prepared x has in the same order; int32 lane i sums subgroup i / 4. The
+ * block's x (both parts of the even and the odd elements, and the steps)
+ * is loaded once for the rows that share it. */
+typedef struct {
+    __m512i h0, h1, l0, l1;
+    __m512 dx4;
+} XBlock4;
+
+static inline XBlock4 x_block4 (const VlmIntX *p, int sb)
+{
+    const gint8 *xh = p->xh + (gsize) sb * 32, *xl = p->xl + (gsize) sb * 32;
+    return (XBlock4) { _mm512_loadu_si512 (xh), _mm512_loadu_si512 (xh + 64),
+                       _mm512_loadu_si512 (xl), _mm512_loadu_si512 (xl + 64),
+                       _mm512_loadu_ps (p->dx4 + (gsize) sb * 4) };
+}
+
+VNNI static inline __m512 q4_block4 (const guint8 *row, int sb, const XBlock4 *x,
+                                     __m512 scales)
 {
     const __m512i low = _mm512_set1_epi8 (15);
     __m512i v = _mm512_loadu_si512 (row + (gsize) sb * 16);
     __m512i even = _mm512_and_si512 (v, low);
     __m512i odd = _mm512_and_si512 (_mm512_srli_epi16 (v, 4), low);
-    const gint8 *xh = p->xh + (gsize) sb * 32, *xl = p->xl + (gsize) sb * 32;
-    __m512i h = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), even, _mm512_loadu_si512 (xh));
-    h = _mm512_dpbusd_epi32 (h, odd, _mm512_loadu_si512 (xh + 64));
-    __m512i l = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), even, _mm512_loadu_si512 (xl));
-    l = _mm512_dpbusd_epi32 (l, odd, _mm512_loadu_si512 (xl + 64));
-    __m512 scale = _mm512_mul_ps (_mm512_loadu_ps (p->dx4 + (gsize) sb * 4),
-                                  scales_at (sc, sb * 32 / group, lanes));
-    return _mm512_mul_ps (combine_parts (h, l), scale);
+    __m512i h = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), even, x->h0);
+    h = _mm512_dpbusd_epi32 (h, odd, x->h1);
+    __m512i l = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), even, x->l0);
+    l = _mm512_dpbusd_epi32 (l, odd, x->l1);
+    return _mm512_mul_ps (combine_parts (h, l), _mm512_mul_ps (x->dx4, scales));
 }
 
 /* The group size a constant for the compiler (a division by a variable
@@ -416,7 +428,33 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, const VlmIntX *p, int sb
         const __m512i block_lanes = group == 32                                 \
             ? _mm512_set_epi32 (3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0) \
             : _mm512_set_epi32 (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0); \
-        for (int r = r0; r < r1; r++) {                                         \
+        int r = r0;                                                             \
+        /* Q4 rows of whole blocks two at a time, sharing each block's x and  \
+         * asking for the two rows eight ahead as one stream (one thread, rows \
+         * of 2048: 34 -> 47 GB/s in cache, 25 -> 37 from memory) */            \
+        for (; BLOCK4 && p->nsub % 4 == 0 && r + 2 <= r1; r += 2) {             \
+            const guint8 *ra = ROW (w, r), *rb = ROW (w, r + 1), *ahead = ROW (w, r + 8); \
+            ScaleChunk sc_a = { w->scales + (gsize) r * w->n_groups, w->n_groups, -1 }; \
+            ScaleChunk sc_b = { w->scales + (gsize) (r + 1) * w->n_groups, w->n_groups, -1 }; \
+            __m512 acca = _mm512_setzero_ps (), accb = acca;                    \
+            vlm_prefetch_params_ahead (w, r);                                   \
+            vlm_prefetch_params_ahead (w, r + 1);                               \
+            for (int sb = 0; sb < p->nsub; sb += 4) {                           \
+                /* the two rows eight ahead, as one stream */                    \
+                vlm_prefetch_ahead (ahead + (gsize) sb * 32, 0);                \
+                vlm_prefetch_ahead (ahead + (gsize) sb * 32, 64);               \
+                XBlock4 xb = x_block4 (p, sb);                                  \
+                acca = _mm512_add_ps (acca, q4_block4 (ra, sb, &xb,             \
+                    scales_at (&sc_a, sb * 32 / group, block_lanes)));          \
+                accb = _mm512_add_ps (accb, q4_block4 (rb, sb, &xb,             \
+                    scales_at (&sc_b, sb * 32 / group, block_lanes)));          \
+            }                                                                   \
+            y[r] = _mm512_reduce_add_ps (acca) +                                \
+                   offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups); \
+            y[r + 1] = _mm512_reduce_add_ps (accb) +                            \
+                       offset_term (w->biases + (gsize) (r + 1) * w->n_groups, xg, w->n_groups); \
+        }                                                                       \
+        for (; r < r1; r++) {                                                   \
             const guint8 *row = ROW (w, r);                                     \
             const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
             ScaleChunk sc = { s, w->n_groups, -1 };                             \
@@ -426,8 +464,9 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, const VlmIntX *p, int sb
             if (BLOCK4)                                                         \
                 for (; sb + 4 <= p->nsub; sb += 4) {                            \
                     vlm_prefetch_ahead (row + (gsize) sb * 16, 4 * w->row_bytes);   \
-                    acc = _mm512_add_ps (acc, q4_block4 (row, p, sb, &sc, group,  \
-                                                         block_lanes));         \
+                    XBlock4 xb = x_block4 (p, sb);                              \
+                    acc = _mm512_add_ps (acc, q4_block4 (row, sb, &xb,          \
+                        scales_at (&sc, sb * 32 / group, block_lanes)));        \
                 }                                                               \
             for (; sb + 2 <= p->nsub; sb += 2) {                                \
                 vlm_prefetch_ahead (row + (gsize) sb * (BLOCK4 ? 16 : 32), 4 * w->row_bytes); \
