@@ -66,6 +66,13 @@ static inline void vlm_prefetch_ahead (const void *p, gsize ahead)
     __builtin_prefetch ((const char *) p + ahead, 0, 3);
 }
 
+/* n cache lines one after another, from p + ahead on. */
+static inline void vlm_prefetch_lines (const void *p, gsize ahead, int n)
+{
+    for (int l = 0; l < n; l++)
+        vlm_prefetch_ahead (p, ahead + 64 * (gsize) l);
+}
+
 /* The group scales and offsets of quantized row r + 4. */
 static inline void vlm_prefetch_params_ahead (const VlmMatrix *w, int r)
 {

@@ -52,8 +52,7 @@ static inline float scalar_f32 (float v) { return v; }
             __m256 s0 = _mm256_setzero_ps (), s1 = s0, s2 = s0, s3 = s0;        \
             for (int j = 0; j < K8; j += 8) {                                  \
                 if ((j * sizeof (T)) % 64 == 0) { /* a line of each row read */ \
-                    for (int l = 0; l < 4; l++)                                \
-                        vlm_prefetch_ahead (ahead, 64 * l);                    \
+                    vlm_prefetch_lines (ahead, 0, 4);                          \
                     ahead += 256;                                              \
                 }                                                              \
                 __m256 xv = _mm256_loadu_ps (x + j);                           \
@@ -79,9 +78,8 @@ static inline float scalar_f32 (float v) { return v; }
             __m256 s0 = _mm256_setzero_ps (), s1 = s0, s2 = s0, s3 = s0;        \
             int j = 0;                                                         \
             for (; j + 32 <= K8; j += 32) {                                    \
-                vlm_prefetch_ahead (a + j, VLM_STREAM_AHEAD);                  \
-                if (sizeof (T) == 4)                                           \
-                    vlm_prefetch_ahead (a + j + 16, VLM_STREAM_AHEAD);         \
+                /* the lines of these 32 values, 8 KB on */                    \
+                vlm_prefetch_lines (a + j, VLM_STREAM_AHEAD, sizeof (T) / 2);  \
                 s0 = _mm256_fmadd_ps (LOAD (a + j), _mm256_loadu_ps (x + j), s0); \
                 s1 = _mm256_fmadd_ps (LOAD (a + j + 8), _mm256_loadu_ps (x + j + 8), s1); \
                 s2 = _mm256_fmadd_ps (LOAD (a + j + 16), _mm256_loadu_ps (x + j + 16), s2); \
@@ -330,7 +328,7 @@ static inline float offset_centred (const guint16 *b, const guint16 *s, float ce
     NAME##_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p,       \
                    float *y, int r0, int r1, const int group)                   \
     {                                                                           \
-        int per_group = group / 32, sub_bytes = w->type == VLM_MAT_Q8 ? 32 : 16;                        \
+        int per_group = group / 32, sub_bytes = w->type == VLM_MAT_Q8 ? 32 : 16; \
         for (int r = r0; r < r1; r++) {                                         \
             const guint8 *row = ROW (w, r);                                     \
             const guint16 *s = w->scales + (gsize) r * w->n_groups;             \

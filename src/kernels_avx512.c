@@ -60,8 +60,7 @@ static inline __m512 load_f32_tail (const float *p, __mmask16 m)
             __m512 s0 = _mm512_setzero_ps (), s1 = s0, s2 = s0, s3 = s0;        \
             for (int j = 0; j < K16; j += 16) {                                \
                 if ((j * sizeof (T)) % 64 == 0) { /* a line of each row read */ \
-                    for (int l = 0; l < 4; l++)                                \
-                        vlm_prefetch_ahead (ahead, 64 * l);                    \
+                    vlm_prefetch_lines (ahead, 0, 4);                          \
                     ahead += 256;                                              \
                 }                                                              \
                 __m512 xv = _mm512_loadu_ps (x + j);                           \
@@ -87,9 +86,8 @@ static inline __m512 load_f32_tail (const float *p, __mmask16 m)
             __m512 s0 = _mm512_setzero_ps (), s1 = s0;                         \
             int j = 0;                                                         \
             for (; j + 32 <= K16; j += 32) {                                   \
-                vlm_prefetch_ahead (a + j, VLM_STREAM_AHEAD);                  \
-                if (sizeof (T) == 4)                                           \
-                    vlm_prefetch_ahead (a + j + 16, VLM_STREAM_AHEAD);         \
+                /* the lines of these 32 values, 8 KB on */                    \
+                vlm_prefetch_lines (a + j, VLM_STREAM_AHEAD, sizeof (T) / 2);  \
                 s0 = _mm512_fmadd_ps (LOAD (a + j), _mm512_loadu_ps (x + j), s0); \
                 s1 = _mm512_fmadd_ps (LOAD (a + j + 16), _mm512_loadu_ps (x + j + 16), s1); \
             }                                                                  \
@@ -441,8 +439,7 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, int sb, const XBlock4 *x
             vlm_prefetch_params_ahead (w, r + 1);                               \
             for (int sb = 0; sb < p->nsub; sb += 4) {                           \
                 /* the two rows eight ahead, as one stream */                    \
-                vlm_prefetch_ahead (ahead + (gsize) sb * 32, 0);                \
-                vlm_prefetch_ahead (ahead + (gsize) sb * 32, 64);               \
+                vlm_prefetch_lines (ahead + (gsize) sb * 32, 0, 2);             \
                 XBlock4 xb = x_block4 (p, sb);                                  \
                 acca = _mm512_add_ps (acca, q4_block4 (ra, sb, &xb,             \
                     scales_at (&sc_a, sb * 32 / group, block_lanes)));          \
