@@ -24,6 +24,12 @@ static double now_ms (void)
     return g_get_monotonic_time () / 1000.0;
 }
 
+/* --threads, 0 meaning every core. */
+static int thread_count (void)
+{
+    return opt_threads ? opt_threads : (int) g_get_num_processors ();
+}
+
 static int cmp_double (const void *a, const void *b)
 {
     double x = *(const double *) a, y = *(const double *) b;
@@ -222,7 +228,7 @@ static int run_child (void)
      * read just before and just after it. 256 MiB (eight times the L3
      * cache) read as fast here as 2 GiB; held from before the model loads to
      * the end, so it is taken off the peak RSS exactly. */
-    int threads = opt_threads ? opt_threads : (int) g_get_num_processors ();
+    int threads = thread_count ();
     gsize n_read = (gsize) 1 << 25;
     g_autofree double *read_buf = read_buffer_new (n_read);
     g_autoptr (GError) error = NULL;
@@ -352,7 +358,7 @@ int main (int argc, char **argv)
     if (opt_child)
         return run_child ();
 
-    int threads = opt_threads ? opt_threads : (int) g_get_num_processors ();
+    int threads = thread_count ();
     openblas_set_num_threads (threads);
     g_autofree char *cpu = cpu_name ();
     double bw1 = machine_bandwidth (1), bw = machine_bandwidth (threads);
