@@ -8,10 +8,11 @@
  * in its low nibble and 2k+1 in its high one). A row holds
  * n_groups * group codes; codes past cols are zero padding.
  * Quantized at load, rows longer than VLM_PIECE_AFTER columns are kept in
- * pieces of VLM_PIECE_COLS columns, each piece a row-major matrix of its own (codes one
- * piece after another, then scales, then offsets, likewise): a
- * matrix-vector product goes through the pieces in turn, reading memory in
- * order while the piece of x it needs stays in the L1 cache. */
+ * pieces of VLM_PIECE_COLS columns, each piece a row-major matrix of its
+ * own (codes one piece after another, then scales, then offsets,
+ * likewise): a matrix-vector product goes through the pieces in turn,
+ * reading memory in order while the piece of x it needs stays in the L1
+ * cache. */
 #ifndef VLM_MATRIX_H
 #define VLM_MATRIX_H
 
