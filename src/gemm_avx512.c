@@ -85,26 +85,77 @@ BF16 static void row_to_pairs (const float *row, int K, guint32 *pairs)
         pairs[k / 2] = bf16_bits (row[k]) | bf16_bits (row[k + 1]) << 16;
 }
 
+/* 16 x 16 floats, r[i] row i, transposed in place through registers. */
+static inline void transpose16 (__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps (r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps (r[i], r[i + 1]);
+    }
+    for (int b = 0; b < 16; b += 4) {
+        r[b] = _mm512_shuffle_ps (t[b], t[b + 2], 0x44);
+        r[b + 1] = _mm512_shuffle_ps (t[b], t[b + 2], 0xee);
+        r[b + 2] = _mm512_shuffle_ps (t[b + 1], t[b + 3], 0x44);
+        r[b + 3] = _mm512_shuffle_ps (t[b + 1], t[b + 3], 0xee);
+    }
+    for (int b = 0; b < 16; b += 8)
+        for (int j = 0; j < 4; j++) {
+            t[b + j] = _mm512_shuffle_f32x4 (r[b + j], r[b + j + 4], 0x88);
+            t[b + j + 4] = _mm512_shuffle_f32x4 (r[b + j], r[b + j + 4], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4 (t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4 (t[j], t[j + 8], 0xdd);
+    }
+}
+
+/* dst[c, r] = src[r, c], 4-byte values (float32, or bf16 pairs), for
+ * r < rows, c < cols (rows lds and ldd values apart), 16 x 16 at a time:
+ * packing x and writing y from y^T one value at a time read or wrote a
+ * line per value. */
+static void transpose (const void *src, gsize lds, int rows, int cols, void *dst, gsize ldd)
+{
+    const float *s = src;
+    float *d = dst;
+    int r0 = 0;
+    for (; r0 + 16 <= rows; r0 += 16) {
+        int c0 = 0;
+        for (; c0 + 16 <= cols; c0 += 16) {
+            __m512 v[16];
+            for (int i = 0; i < 16; i++)
+                v[i] = _mm512_loadu_ps (s + (r0 + i) * lds + c0);
+            transpose16 (v);
+            for (int c = 0; c < 16; c++)
+                _mm512_storeu_ps (d + (c0 + c) * ldd + r0, v[c]);
+        }
+        for (int c = c0; c < cols; c++)
+            for (int r = r0; r < r0 + 16; r++)
+                memcpy (d + c * ldd + r, s + r * lds + c, 4);
+    }
+    for (int c = 0; c < cols; c++)
+        for (int r = r0; r < rows; r++)
+            memcpy (d + c * ldd + r, s + r * lds + c, 4);
+}
+
 static void pack_part (gpointer packed, int ith, int nth)
 {
     PackedX *p = packed;
     int t0, t1, K = p->K, P = K / 2;
-    guint32 *pairs = p->bf16 ? g_new (guint32, P) : NULL;
+    /* bf16: a tile's rows as pairs, transposed like float32 values */
+    guint32 *pairs = p->bf16 ? g_new (guint32, (gsize) 32 * P) : NULL;
     vlm_split (p->n_tiles, ith, nth, 1, &t0, &t1);
     for (int t = t0; t < t1; t++) {
-        int width = 16 * tile_halves (p, t);
+        int width = 16 * tile_halves (p, t), n = MIN (p->M - 32 * t, 32);
+        const float *x = p->x + (gsize) 32 * t * K;
         guint32 *d = p->data + (gsize) t * 32 * K;
-        for (int m = 32 * t; m < MIN (p->M, 32 * t + 32); m++) {
-            const float *row = p->x + (gsize) m * K;
-            if (p->bf16) {
-                row_to_pairs (row, K, pairs);
-                for (int q = 0; q < P; q++)
-                    d[(gsize) q * width + m - 32 * t] = pairs[q];
-            } else {
-                for (int k = 0; k < K; k++)
-                    memcpy (&d[(gsize) k * width + m - 32 * t], &row[k], sizeof (float));
-            }
+        if (!p->bf16) {
+            transpose (x, K, n, K, d, width);
+            continue;
         }
+        for (int m = 0; m < n; m++)
+            row_to_pairs (x + (gsize) m * K, K, pairs + (gsize) m * P);
+        transpose (pairs, P, n, P, d, width);
     }
     g_free (pairs);
 }
@@ -216,8 +267,16 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
             const guint8 *wp;
             gsize ldw; /* rows apart: floats (float32 kernel) or bytes (bf16) */
             if (widen) {
-                for (int i = 0; i < nb; i++)
+                gboolean half = w->type == VLM_MAT_BF16 || w->type == VLM_MAT_F16;
+                for (int i = 0; i < nb; i++) {
+                    /* 16-bit rows come from memory: ask for the row 4 ahead
+                     * (2-4% of a vision product) */
+                    if (half && i + 4 < nb)
+                        vlm_prefetch_lines ((const guint8 *) w->data +
+                                                (gsize) (b0 + i + 4) * w->row_bytes + 2 * (gsize) k0,
+                                            0, kc * 2 / 64);
                     vlm_matrix_widen (w, b0 + i, k0, k0 + kc, panel + (gsize) i * kc);
+                }
                 wp = (const guint8 *) panel;
                 ldw = kc;
             } else {
@@ -235,9 +294,7 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
                           ld, MIN (NR, nb - i), halves);
             }
         }
-        for (int m = 0; m < M; m++)
-            for (int i = 0; i < nb; i++)
-                y[(gsize) m * N + b0 + i] = yt[(gsize) i * ld + m];
+        transpose (yt, ld, nb, M, y + b0, N);
     }
     g_free (panel);
     g_free (yt);
