@@ -36,8 +36,9 @@ typedef struct {
     const VlmGemm *gemm[5];        /* NULL: float32 panels and cblas_sgemm (matrix.c) */
     /* x[i] = gelu_tanh (x[i]) (* mul[i] if mul) for i < n */
     void (*gelu) (float *x, const float *mul, gsize n);
-    /* x[i] = exp (x[i] - shift) for i < n; returns their sum (in double) */
-    double (*exp_sum) (float *x, gsize n, float shift);
+    /* x[i] = exp (x[i] - max) / sum for i < n > 0: a softmax (NaNs left
+     * out of the max), the sum in double */
+    void (*softmax) (float *x, gsize n);
 } VlmKernels;
 
 extern const VlmKernels vlm_kernels_generic;
@@ -96,6 +97,10 @@ static inline float vlm_gelu_inner (float v)
     return 0.7978845608028654f * (v + 0.044715f * v * v * v);
 }
 void vlm_gelu_generic (float *x, const float *mul, gsize n);
+void vlm_softmax_generic (float *x, gsize n);
+/* For the sets' tails: the larger of max and x[i < n] (NaNs left out);
+ * x[i] = exp (x[i] - shift) for i < n, returning their sum. */
+float vlm_max_generic (const float *x, gsize n, float max);
 double vlm_exp_sum_generic (float *x, gsize n, float shift);
 
 /* x for integer dot products with Q8/Q4 codes: in subgroups of 32, x ~

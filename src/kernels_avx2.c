@@ -4,6 +4,7 @@
 #include "kernels.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define ROW(w, r) ((const guint8 *) (w)->data + (gsize) (r) * (w)->row_bytes)
@@ -268,6 +269,22 @@ static double exp_sum (float *x, gsize n, float shift)
     return lanes[0] + lanes[1] + lanes[2] + lanes[3] + vlm_exp_sum_generic (x + i, n - i, shift);
 }
 
+static void softmax (float *x, gsize n)
+{
+    __m256 m = _mm256_set1_ps (-INFINITY);
+    gsize i = 0;
+    for (; i + 8 <= n; i += 8) /* a NaN in x gives the second operand */
+        m = _mm256_max_ps (_mm256_loadu_ps (x + i), m);
+    float lanes[8];
+    _mm256_storeu_ps (lanes, m);
+    float inv = (float) (1.0 / exp_sum (x, n, vlm_max_generic (x + i, n - i,
+                                                               vlm_max_generic (lanes, 8, -INFINITY))));
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps (x + i, _mm256_mul_ps (_mm256_loadu_ps (x + i), _mm256_set1_ps (inv)));
+    for (; i < n; i++)
+        x[i] *= inv;
+}
+
 /* ---- integer dot products for Q8/Q4 ----
  * vpmaddubsw multiplies unsigned bytes with signed ones in pairs, summed
  * into int16 with saturation. x comes in two int8 parts (vlm_int_x_new: 16
@@ -356,5 +373,5 @@ const VlmKernels vlm_kernels_avx2 = {
     .prepare = { NULL, NULL, NULL, prepare_int, prepare_int },
     .widen = { widen_f32, widen_bf16, widen_f16, widen_q8, widen_q4 },
     .gelu = gelu,
-    .exp_sum = exp_sum,
+    .softmax = softmax,
 };

@@ -5,6 +5,7 @@
 #include "kernels.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 #define ROW(w, r) ((const guint8 *) (w)->data + (gsize) (r) * (w)->row_bytes)
 
@@ -300,6 +301,20 @@ static double exp_sum (float *x, gsize n, float shift)
     return _mm512_reduce_add_pd (sum) + vlm_exp_sum_generic (x + i, n - i, shift);
 }
 
+static void softmax (float *x, gsize n)
+{
+    __m512 m = _mm512_set1_ps (-INFINITY);
+    gsize i = 0;
+    for (; i + 16 <= n; i += 16) /* a NaN in x gives the second operand */
+        m = _mm512_max_ps (_mm512_loadu_ps (x + i), m);
+    float inv = (float) (1.0 / exp_sum (x, n, vlm_max_generic (x + i, n - i,
+                                                               _mm512_reduce_max_ps (m))));
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm512_storeu_ps (x + i, _mm512_mul_ps (_mm512_loadu_ps (x + i), _mm512_set1_ps (inv)));
+    for (; i < n; i++)
+        x[i] *= inv;
+}
+
 const VlmKernels vlm_kernels_avx512 = {
     .name = "avx512",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8, rows_q4 },
@@ -307,7 +322,7 @@ const VlmKernels vlm_kernels_avx512 = {
     .gemm = { &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512,
               &vlm_gemm_avx512 },
     .gelu = gelu,
-    .exp_sum = exp_sum,
+    .softmax = softmax,
 };
 
 /* ---- AVX-512 VNNI: integer dot products for Q8/Q4 ----
@@ -507,5 +522,5 @@ const VlmKernels vlm_kernels_avx512_vnni = {
     .gemm = { &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512,
               &vlm_gemm_avx512 },
     .gelu = gelu,
-    .exp_sum = exp_sum,
+    .softmax = softmax,
 };

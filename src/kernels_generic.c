@@ -128,6 +128,20 @@ void vlm_gelu_generic (float *x, const float *mul, gsize n)
     }
 }
 
+float vlm_max_generic (const float *x, gsize n, float max)
+{
+    for (gsize i = 0; i < n; i++) /* not fmaxf: a libm call per value */
+        max = x[i] > max ? x[i] : max;
+    return max;
+}
+
+void vlm_softmax_generic (float *x, gsize n)
+{
+    float inv = (float) (1.0 / vlm_exp_sum_generic (x, n, vlm_max_generic (x, n, -INFINITY)));
+    for (gsize i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
 double vlm_exp_sum_generic (float *x, gsize n, float shift)
 {
     double sum = 0;
@@ -215,5 +229,5 @@ const VlmKernels vlm_kernels_generic = {
     .rows = { rows_f32, rows_bf16, rows_f16, rows_quant, rows_quant },
     .widen = { widen_any, widen_any, widen_any, widen_any, widen_any },
     .gelu = vlm_gelu_generic,
-    .exp_sum = vlm_exp_sum_generic,
+    .softmax = vlm_softmax_generic,
 };

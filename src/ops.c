@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <string.h>
 
 /* Sums in double, four at a time (one running sum would wait on each
  * addition). */
@@ -143,15 +144,11 @@ void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const int *pos,
 
 static void softmax_row (const VlmKernels *kern, float *x, int lo, int hi, int n)
 {
-    float max = -INFINITY;
-    for (int j = lo; j < hi; j++) /* not fmaxf: a libm call per score */
-        max = x[j] > max ? x[j] : max;
-    float inv = (float) (1.0 / kern->exp_sum (x + lo, hi - lo, max));
+    if (lo < hi)
+        kern->softmax (x + lo, hi - lo);
     for (int j = 0; j < lo; j++)
         x[j] = 0.0f;
-    for (int j = lo; j < hi; j++)
-        x[j] *= inv;
-    for (int j = hi; j < n; j++)
+    for (int j = MAX (hi, lo); j < n; j++)
         x[j] = 0.0f;
 }
 
@@ -163,8 +160,29 @@ typedef struct {
     const int *lo, *hi;
 } AttentionJob;
 
-/* Heads [h0, h1): scores by cblas_sgemm for several query rows, sgemv
- * for one (a decode step), softmax, then the weighted values. */
+/* y[M, n] = x[M, K] . W[n, K]^T (W's rows ldw floats apart) on this
+ * thread: the CPU's own GEMM kernel where it has one (AVX-512: at the
+ * vision encoder's head size of 72, OpenBLAS's Haswell sgemm ran at half
+ * its rate), else sgemm. */
+static void product_nt (const VlmGemm *gemm, const float *x, int M, int K, const float *w,
+                        int n, int ldw, float *y)
+{
+    if (!gemm) {
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, n, K, 1.0f, x, K, w, ldw,
+                     0.0f, y, n);
+        return;
+    }
+    VlmMatrix wm = { .type = VLM_MAT_F32, .rows = n, .cols = K, .data = w,
+                     .row_bytes = (gsize) ldw * sizeof (float) };
+    gpointer packed = gemm->pack_new (x, M, K);
+    gemm->pack_part (packed, 0, 1);
+    gemm->rows (&wm, packed, y, 0, n);
+    gemm->free (packed);
+}
+
+/* Heads [h0, h1): sgemv for one query row (a decode step), else products
+ * of the head's scaled queries with its keys and of the softmaxed scores
+ * with its values (transposed to rows). */
 static void attention_part (int ith, int nth, gpointer data)
 {
     const AttentionJob *j = data;
@@ -174,39 +192,56 @@ static void attention_part (int ith, int nth, gpointer data)
     if (h0 >= h1)
         return;
     const VlmKernels *kern = vlm_kernels_get ();
+    const VlmGemm *gemm = kern->gemm[VLM_MAT_F32];
     float *scores = g_new (float, (gsize) T * S);
+    /* T > 1: the head's queries, its values transposed, its outputs */
+    float *qh = NULL, *vt = NULL, *oh = NULL;
+    int vt_head = -1; /* the kv head vt holds */
+    if (T > 1) {
+        qh = g_new (float, (gsize) T * d);
+        vt = g_new (float, (gsize) d * S);
+        oh = g_new (float, (gsize) T * d);
+    }
     for (int h = h0; h < h1; h++) {
         int g = h / group;
-        const float *qh = j->q + h * d, *kg = j->k + g * d, *vg = j->v + g * d;
-        float *oh = j->out + h * d;
-        int lo = j->lo[0], n = j->hi[0] - j->lo[0]; /* T = 1: the keys in reach */
-        if (T == 1 && n <= 0) { /* nothing to attend to (sgemv would leave oh as it was) */
-            for (int i = 0; i < d; i++)
-                oh[i] = 0;
+        const float *q = j->q + h * d, *kg = j->k + g * d, *vg = j->v + g * d;
+        float *out = j->out + h * d;
+        if (T == 1) {
+            int lo = j->lo[0], n = j->hi[0] - j->lo[0]; /* the keys in reach */
+            if (n <= 0) { /* nothing to attend to (sgemv would leave out as it was) */
+                for (int i = 0; i < d; i++)
+                    out[i] = 0;
+                continue;
+            }
+            cblas_sgemv (CblasRowMajor, CblasNoTrans, n, d, j->scale, kg + (gsize) lo * ks, ks,
+                         q, 1, 0.0f, scores + lo, 1);
+            if (j->softcap > 0)
+                vlm_ops_softcap (scores + lo, n, j->softcap);
+            softmax_row (kern, scores, lo, j->hi[0], S);
+            cblas_sgemv (CblasRowMajor, CblasTrans, n, d, 1.0f, vg + (gsize) lo * ks, ks,
+                         scores + lo, 1, 0.0f, out, 1);
             continue;
         }
-        if (T == 1) {
-            cblas_sgemv (CblasRowMajor, CblasNoTrans, n, d, j->scale, kg + (gsize) lo * ks, ks,
-                         qh, 1, 0.0f, scores + lo, 1);
-        } else {
-            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, T, S, d, j->scale, qh, qs,
-                         kg, ks, 0.0f, scores, S);
-        }
-        if (j->softcap > 0 && T == 1)
-            vlm_ops_softcap (scores + lo, n, j->softcap);
-        else if (j->softcap > 0)
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < d; i++)
+                qh[(gsize) t * d + i] = q[(gsize) t * qs + i] * j->scale;
+        for (int i = 0; i < d && g != vt_head; i++) /* rows written in order */
+            for (int s = 0; s < S; s++)
+                vt[(gsize) i * S + s] = vg[(gsize) s * ks + i];
+        vt_head = g;
+        product_nt (gemm, qh, T, d, kg, S, ks, scores);
+        if (j->softcap > 0)
             vlm_ops_softcap (scores, (gsize) T * S, j->softcap);
         for (int t = 0; t < T; t++)
             softmax_row (kern, scores + (gsize) t * S, j->lo[t], j->hi[t], S);
-        if (T == 1) {
-            cblas_sgemv (CblasRowMajor, CblasTrans, n, d, 1.0f, vg + (gsize) lo * ks, ks,
-                         scores + lo, 1, 0.0f, oh, 1);
-        } else {
-            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, S, 1.0f, scores, S,
-                         vg, ks, 0.0f, oh, qs);
-        }
+        product_nt (gemm, scores, T, S, vt, d, S, oh);
+        for (int t = 0; t < T; t++)
+            memcpy (out + (gsize) t * qs, oh + (gsize) t * d, sizeof (float) * d);
     }
     g_free (scores);
+    g_free (qh);
+    g_free (vt);
+    g_free (oh);
 }
 
 void vlm_ops_attention (VlmThreadPool *pool, float *out, const float *q,
