@@ -59,6 +59,8 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
                             ? 0 : MAX (0, p - c->sliding_window + 1);
     }
 
+    float *angles = vlm_ops_rope_angles (T, hd, pos, c->rope_theta);
+
     for (int l = 0; l < c->n_layers; l++) {
         const VlmDecoderLayer *L = &w->layers[l];
         float *kc = cache->k + (gsize) l * cache->capacity * kvd;
@@ -70,9 +72,8 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
                                    { &L->wk, NULL, kc + (gsize) start * kvd },
                                    { &L->wv, NULL, vc + (gsize) start * kvd } };
         vlm_matrix_mul_many (pool, qkv, 3, x, T);
-        vlm_ops_rope (q, T, c->n_heads, hd, pos, c->rope_theta);
-        vlm_ops_rope (kc + (gsize) start * kvd, T, c->n_kv_heads, hd, pos,
-                      c->rope_theta);
+        vlm_ops_rope (q, T, c->n_heads, hd, angles);
+        vlm_ops_rope (kc + (gsize) start * kvd, T, c->n_kv_heads, hd, angles);
         vlm_ops_attention (pool, att, q, kc, vc, T, S, c->n_heads, c->n_kv_heads, hd,
                            c->attn_scale, c->attn_softcap,
                            sliding ? lo_sliding : lo, hi);
@@ -110,6 +111,7 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
     g_free (gate);
     g_free (up);
     g_free (pos);
+    g_free (angles);
     g_free (lo);
     g_free (hi);
     g_free (lo_sliding);

@@ -117,20 +117,26 @@ void vlm_ops_add (float *y, const float *x, gsize n)
         y[i] += x[i];
 }
 
-void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const int *pos,
-                   float theta)
+float *vlm_ops_rope_angles (int T, int head_dim, const int *pos, float theta)
 {
     int half = head_dim / 2;
-    double inv_freq[half];
-    for (int i = 0; i < half; i++)
-        inv_freq[i] = 1.0 / pow (theta, (double) (2 * i) / head_dim);
-    for (int t = 0; t < T; t++) {
-        float c[half], s[half];
-        for (int i = 0; i < half; i++) {
-            double angle = pos[t] * inv_freq[i];
-            c[i] = (float) cos (angle);
-            s[i] = (float) sin (angle);
+    float *cs = g_new (float, (gsize) 2 * T * half);
+    for (int i = 0; i < half; i++) {
+        double inv_freq = 1.0 / pow (theta, (double) (2 * i) / head_dim);
+        for (int t = 0; t < T; t++) {
+            double angle = pos[t] * inv_freq;
+            cs[(gsize) t * half + i] = (float) cos (angle);
+            cs[(gsize) (T + t) * half + i] = (float) sin (angle);
         }
+    }
+    return cs;
+}
+
+void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const float *cos_sin)
+{
+    int half = head_dim / 2;
+    for (int t = 0; t < T; t++) {
+        const float *c = cos_sin + (gsize) t * half, *s = cos_sin + (gsize) (T + t) * half;
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((gsize) t * n_heads + h) * head_dim;
             for (int i = 0; i < half; i++) {

@@ -21,9 +21,12 @@ void vlm_ops_gelu_tanh (VlmThreadPool *pool, float *x, const float *mul, gsize n
 void vlm_ops_softcap (float *x, gsize n, float cap);
 void vlm_ops_add (float *y, const float *x, gsize n);
 /* Rotary embedding, half-split ("rotate_half") convention, on T rows of
- * n_heads * head_dim values; row t is at position pos[t]. */
-void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const int *pos,
-                   float theta);
+ * n_heads * head_dim values, with the angles' cosines and sines from
+ * vlm_ops_rope_angles (computed once for every layer). */
+void vlm_ops_rope (float *x, int T, int n_heads, int head_dim, const float *cos_sin);
+/* For T rows at positions pos[t]: [T][head_dim / 2] cosines, then as many
+ * sines; g_free it. */
+float *vlm_ops_rope_angles (int T, int head_dim, const int *pos, float theta);
 
 /* Multi-head attention with grouped kv heads, heads split among the
  * pool's threads.
