@@ -50,7 +50,9 @@ static gpointer packed_new (const float *x, int M, int K, gboolean bf16)
 {
     PackedX *p = g_new (PackedX, 1);
     *p = (PackedX) { x, M, K, (M + 31) / 32, bf16 };
-    p->data = g_malloc0 (sizeof (float) * 32 * K * p->n_tiles);
+    p->data = g_malloc (sizeof (float) * 32 * K * p->n_tiles);
+    if (M % 32) /* the lanes past M, multiplied but never stored: not NaN */
+        memset (p->data + (gsize) 32 * K * (p->n_tiles - 1), 0, sizeof (float) * 32 * K);
     return p;
 }
 
