@@ -32,13 +32,28 @@
 #define COL_BLOCK 512  /* columns per panel: 240 rows x 2 KB (float32) in L2 */
 #define BF16 __attribute__ ((target ("avx512bf16")))
 
+/* Tokens past the last whole tile, up to 16 of them (a prompt's few
+ * after 256 image tokens), are not a tile: a tile of one vector ran at
+ * 0.77 of a whole tile's time for at most half its work (it waits on
+ * loads). The tail kernels take them a row at a time instead, the row's
+ * weights in the vectors: one thread, 260 tokens, 2048 x 16384 in bf16
+ * pairs 379-396 -> 418-422 GFLOP/s, float32 197-200 -> 204-206. */
+#define TAIL_MAX 16
+
 typedef struct {
     const float *x;
     int M, K, n_tiles;
+    int tail;             /* tokens [M - tail, M) for the tail kernels */
     gboolean bf16;
     /* tile t from t * 32 * K floats: [K][32] floats, or [K/2][32] bf16
-     * pairs (the tail tile 16 wide when M allows) */
+     * pairs (a last tile of 17 to 31 tokens is padded) */
     guint32 *data;
+    /* the tail's x (float32 values or bf16 pairs; K4 of them a token) in
+     * chunks of 16: [K4 / 16][tail][16], zero-padded. Rows of x are K
+     * apart, a multiple of 4 KB here: the tokens' values at one column
+     * fell in one L1 set, which held 12 of them. */
+    guint32 *tail_x;
+    int K4;
 } PackedX;
 
 static int tile_halves (const PackedX *p, int t)
@@ -48,11 +63,15 @@ static int tile_halves (const PackedX *p, int t)
 
 static gpointer packed_new (const float *x, int M, int K, gboolean bf16)
 {
-    PackedX *p = g_new (PackedX, 1);
-    *p = (PackedX) { x, M, K, (M + 31) / 32, bf16 };
-    p->data = g_malloc (sizeof (float) * 32 * K * p->n_tiles);
-    if (M % 32) /* the lanes past M, multiplied but never stored: not NaN */
+    PackedX *p = g_new0 (PackedX, 1);
+    int tail = M % 32 <= TAIL_MAX ? M % 32 : 0;
+    *p = (PackedX) { x, M, K, (M - tail + 31) / 32, tail, bf16 };
+    p->data = g_malloc (sizeof (float) * 32 * K * MAX (p->n_tiles, 1));
+    if (M % 32 && !tail) /* the lanes past M, multiplied but never stored: not NaN */
         memset (p->data + (gsize) 32 * K * (p->n_tiles - 1), 0, sizeof (float) * 32 * K);
+    p->K4 = bf16 ? K / 2 : K;
+    if (tail)
+        p->tail_x = g_new0 (guint32, (gsize) (p->K4 + 15) / 16 * 16 * tail);
     return p;
 }
 
@@ -146,6 +165,16 @@ static void pack_part (gpointer packed, int ith, int nth)
     int t0, t1, K = p->K, P = K / 2;
     /* bf16: a tile's rows as pairs, transposed like float32 values */
     guint32 *pairs = p->bf16 ? g_new (guint32, (gsize) 32 * P) : NULL;
+    for (int m = 0; ith == 0 && m < p->tail; m++) {
+        const float *row = p->x + (gsize) (p->M - p->tail + m) * K;
+        const guint32 *src = (const guint32 *) row;
+        if (p->bf16) {
+            src = pairs;
+            row_to_pairs (row, K, pairs);
+        }
+        for (int e = 0; e < p->K4; e++)
+            memcpy (p->tail_x + ((gsize) e / 16 * p->tail + m) * 16 + e % 16, src + e, 4);
+    }
     vlm_split (p->n_tiles, ith, nth, 1, &t0, &t1);
     for (int t = t0; t < t1; t++) {
         int width = 16 * tile_halves (p, t), n = MIN (p->M - 32 * t, 32);
@@ -166,6 +195,7 @@ static void packed_free (gpointer packed)
 {
     PackedX *p = packed;
     g_free (p->data);
+    g_free (p->tail_x);
     g_free (p);
 }
 
@@ -250,10 +280,108 @@ typedef void (*TileFunc) (const guint32 *a, const void *w, gsize ldw, int kc, fl
 TILE_ANY (tile_any, tile_kernel, )
 TILE_ANY (tile_any_bf16, tile_kernel_bf16, BF16)
 
+/* yt[i, j] += W row i . x_j over kc columns for rows i < nb and tokens
+ * j < n: float32 (rows ldw floats apart), and bf16 pairs (rows ldw pairs
+ * apart, kc pairs); x in chunks of 16 (PackedX.tail_x), chunks cs apart.
+ * Up to eight tokens share each load of the row, two chains of products
+ * each. */
+#define TAIL_GROUP 8
+
+static inline __attribute__ ((always_inline)) void
+tail_row_f32 (const float *wi, int kc, const float *x, gsize cs, float *yt, const int nj)
+{
+    __m512 acc[TAIL_GROUP][2];
+#pragma GCC unroll 8
+    for (int j = 0; j < nj; j++)
+        acc[j][0] = acc[j][1] = _mm512_setzero_ps ();
+    int k = 0;
+    for (; k + 32 <= kc; k += 32) {
+        const float *xc = x + k / 16 * cs;
+        __m512 w0 = _mm512_loadu_ps (wi + k), w1 = _mm512_loadu_ps (wi + k + 16);
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++) {
+            acc[j][0] = _mm512_fmadd_ps (w0, _mm512_loadu_ps (xc + j * 16), acc[j][0]);
+            acc[j][1] = _mm512_fmadd_ps (w1, _mm512_loadu_ps (xc + cs + j * 16), acc[j][1]);
+        }
+    }
+    for (; k < kc; k += 16) {
+        __mmask16 m = kc - k >= 16 ? 0xffff : (__mmask16) ((1u << (kc - k)) - 1);
+        const float *xc = x + k / 16 * cs;
+        __m512 w0 = _mm512_maskz_loadu_ps (m, wi + k);
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++)
+            acc[j][0] = _mm512_fmadd_ps (w0, _mm512_maskz_loadu_ps (m, xc + j * 16), acc[j][0]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < nj; j++)
+        yt[j] += _mm512_reduce_add_ps (_mm512_add_ps (acc[j][0], acc[j][1]));
+}
+
+BF16 static inline __attribute__ ((always_inline)) void
+tail_row_bf16 (const guint32 *wi, int np, const guint32 *x, gsize cs, float *yt, const int nj)
+{
+    __m512 acc[TAIL_GROUP][2];
+#pragma GCC unroll 8
+    for (int j = 0; j < nj; j++)
+        acc[j][0] = acc[j][1] = _mm512_setzero_ps ();
+    int q = 0;
+    for (; q + 32 <= np; q += 32) {
+        const guint32 *xc = x + q / 16 * cs;
+        __m512bh w0 = (__m512bh) _mm512_loadu_si512 (wi + q);
+        __m512bh w1 = (__m512bh) _mm512_loadu_si512 (wi + q + 16);
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++) {
+            acc[j][0] = _mm512_dpbf16_ps (acc[j][0], w0,
+                                          (__m512bh) _mm512_loadu_si512 (xc + j * 16));
+            acc[j][1] = _mm512_dpbf16_ps (acc[j][1], w1,
+                                          (__m512bh) _mm512_loadu_si512 (xc + cs + j * 16));
+        }
+    }
+    for (; q < np; q += 16) {
+        __mmask16 m = np - q >= 16 ? 0xffff : (__mmask16) ((1u << (np - q)) - 1);
+        const guint32 *xc = x + q / 16 * cs;
+        __m512bh w0 = (__m512bh) _mm512_maskz_loadu_epi32 (m, wi + q);
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++)
+            acc[j][0] = _mm512_dpbf16_ps (acc[j][0], w0,
+                                          (__m512bh) _mm512_maskz_loadu_epi32 (m, xc + j * 16));
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < nj; j++)
+        yt[j] += _mm512_reduce_add_ps (_mm512_add_ps (acc[j][0], acc[j][1]));
+}
+
+/* Each row's groups of tokens, the group size a constant for the compiler. */
+#define TAIL_ANY(NAME, ROW, WT, XT, ATTR)                                        \
+    ATTR static void NAME (const WT *w, gsize ldw, int nb, int kc, const XT *x,  \
+                           int n, float *yt, int ld)                             \
+    {                                                                           \
+        gsize cs = (gsize) n * 16; /* x's chunks apart */                       \
+        for (int i = 0; i < nb; i++)                                            \
+            for (int j0 = 0; j0 < n; j0 += TAIL_GROUP) {                         \
+                const WT *wi = w + (gsize) i * ldw;                             \
+                const XT *xj = x + (gsize) j0 * 16;                             \
+                float *yi = yt + (gsize) i * ld + j0;                           \
+                switch (MIN (TAIL_GROUP, n - j0)) {                             \
+                case 1: ROW (wi, kc, xj, cs, yi, 1); break;                     \
+                case 2: ROW (wi, kc, xj, cs, yi, 2); break;                     \
+                case 3: ROW (wi, kc, xj, cs, yi, 3); break;                     \
+                case 4: ROW (wi, kc, xj, cs, yi, 4); break;                     \
+                case 5: ROW (wi, kc, xj, cs, yi, 5); break;                     \
+                case 6: ROW (wi, kc, xj, cs, yi, 6); break;                     \
+                case 7: ROW (wi, kc, xj, cs, yi, 7); break;                     \
+                default: ROW (wi, kc, xj, cs, yi, 8);                           \
+                }                                                               \
+            }                                                                   \
+    }
+
+TAIL_ANY (tail_f32, tail_row_f32, float, float, )
+TAIL_ANY (tail_bf16, tail_row_bf16, guint32, guint32, BF16)
+
 static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1)
 {
     const PackedX *p = packed;
-    int M = p->M, K = p->K, N = w->rows, ld = 32 * p->n_tiles;
+    int M = p->M, K = p->K, N = w->rows, ld = 32 * ((M + 31) / 32);
     int max_rows = MIN (ROW_BLOCK, r1 - r0), max_cols = MIN (COL_BLOCK, K);
     float *yt = g_malloc (sizeof (float) * max_rows * ld);
     /* float32 from other types: widened panels; bf16 pairs and float32:
@@ -295,6 +423,13 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
                     tile (a, wp + (gsize) i * row_step, ldw, kc, yt + (gsize) i * ld + 32 * t,
                           ld, MIN (NR, nb - i), halves);
             }
+            int m0 = M - p->tail;
+            /* the tail's chunks from column k0 (pair k0 / 2) */
+            const guint32 *tx = p->tail_x + (gsize) k0 / (p->bf16 ? 32 : 16) * 16 * p->tail;
+            if (p->tail && p->bf16) /* kc / 2 pairs, rows ldw / 4 pairs apart */
+                tail_bf16 ((const guint32 *) wp, ldw / 4, nb, kc / 2, tx, p->tail, yt + m0, ld);
+            else if (p->tail)
+                tail_f32 ((const float *) wp, ldw, nb, kc, (const float *) tx, p->tail, yt + m0, ld);
         }
         transpose (yt, ld, nb, M, y + b0, N);
     }

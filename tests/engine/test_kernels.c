@@ -234,10 +234,11 @@ static void test_gemm_matches_gemv (void)
     VlmThreadPool *pool = vlm_thread_pool_new (2);
     const int shapes[][3] = { { 5, 300, 1024 }, { 37, 301, 1000 }, { 33, 130, 588 },
                               { 2, 70, 33 }, { 23, 40, 200 }, { 50, 500, 1000 },
-                              { 3, 40, 9000 } };
-    /* M, rows, cols: tiles of 32 tokens, full, half and partial; more than
-     * one row block per thread; an odd width; quantized GEMV rows read in
-     * three pieces, the last one padded */
+                              { 3, 40, 9000 }, { 46, 70, 1000 } };
+    /* M, rows, cols: tiles of 32 tokens, full, half and partial, and tails
+     * of up to 16 tokens past the last whole tile (two groups of them for
+     * 46); more than one row block per thread; an odd width; quantized GEMV
+     * rows read in three pieces, the last one padded */
     for (guint z = 0; z < G_N_ELEMENTS (shapes); z++) {
         int M = shapes[z][0], rows = shapes[z][1], cols = shapes[z][2];
         float *w = g_new (float, rows * cols), *x = g_new (float, M * cols),
@@ -407,7 +408,7 @@ static void test_bf16_dot_gemm (void)
     }
     VlmThreadPool *pool = vlm_thread_pool_new (2);
     const int shapes[][3] = { { 5, 300, 1024 }, { 37, 301, 1000 }, { 33, 130, 588 },
-                              { 17, 500, 1040 } };
+                              { 17, 500, 1040 }, { 46, 130, 588 } };
     for (guint z = 0; z < G_N_ELEMENTS (shapes); z++) {
         int M = shapes[z][0], rows = shapes[z][1], cols = shapes[z][2];
         guint16 *w = g_new (guint16, rows * cols);
