@@ -4,8 +4,8 @@
  * only where the CPU has AVX-512 BF16.
  *
  * float32 (vlm_gemm_avx512), for weights of any stored type: the
- * activations are packed once per product, per tile of 16 or 32 tokens,
- * per column, the tile's values (one or two vectors). Each thread widens a
+ * activations are packed once per product, per tile of 32 tokens, per
+ * column, the tile's values (two vectors). Each thread widens a
  * block of its weight rows, a block of columns at a time, to a float32
  * panel (in L2), and the kernel broadcasts one weight against the tile's
  * 32 tokens with 16-wide FMAs: 12 rows x 2 vectors of accumulators.
@@ -19,8 +19,9 @@
  * float32 sums): about twice the float32 rate, at bfloat16's precision (8
  * significant bits) for the activations, as llama.cpp's bf16 path.
  *
- * Both build up y^T (a row's outputs for a tile's tokens are one vector)
- * in a block buffer, written to y at the end. */
+ * Both build up y^T (a row's outputs for a tile's tokens are two vectors)
+ * in a block buffer, written to y at the end. Up to 16 tokens past the
+ * last whole tile go to tail kernels (TAIL_MAX). */
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -39,6 +40,8 @@
  * weights in the vectors: one thread, 260 tokens, 2048 x 16384 in bf16
  * pairs 379-396 -> 418-422 GFLOP/s, float32 197-200 -> 204-206. */
 #define TAIL_MAX 16
+/* The tail's chunks of 16 columns (or pairs) start at column blocks. */
+_Static_assert (COL_BLOCK % 32 == 0, "a column block is whole chunks of bf16 pairs");
 
 typedef struct {
     const float *x;
@@ -49,17 +52,12 @@ typedef struct {
      * pairs (a last tile of 17 to 31 tokens is padded) */
     guint32 *data;
     /* the tail's x (float32 values or bf16 pairs; K4 of them a token) in
-     * chunks of 16: [K4 / 16][tail][16], zero-padded. Rows of x are K
+     * chunks of 16: [(K4 + 15) / 16][tail][16], zero-padded. Rows of x are K
      * apart, a multiple of 4 KB here: the tokens' values at one column
      * fell in one L1 set, which held 12 of them. */
     guint32 *tail_x;
     int K4;
 } PackedX;
-
-static int tile_halves (const PackedX *p, int t)
-{
-    return p->M - 32 * t > 16 ? 2 : 1;
-}
 
 static gpointer packed_new (const float *x, int M, int K, gboolean bf16)
 {
@@ -177,16 +175,16 @@ static void pack_part (gpointer packed, int ith, int nth)
     }
     vlm_split (p->n_tiles, ith, nth, 1, &t0, &t1);
     for (int t = t0; t < t1; t++) {
-        int width = 16 * tile_halves (p, t), n = MIN (p->M - 32 * t, 32);
+        int n = MIN (p->M - 32 * t, 32);
         const float *x = p->x + (gsize) 32 * t * K;
         guint32 *d = p->data + (gsize) t * 32 * K;
         if (!p->bf16) {
-            transpose (x, K, n, K, d, width);
+            transpose (x, K, n, K, d, 32);
             continue;
         }
         for (int m = 0; m < n; m++)
             row_to_pairs (x + (gsize) m * K, K, pairs + (gsize) m * P);
-        transpose (pairs, P, n, P, d, width);
+        transpose (pairs, P, n, P, d, 32);
     }
     g_free (pairs);
 }
@@ -199,38 +197,35 @@ static void packed_free (gpointer packed)
     g_free (p);
 }
 
-/* yt rows i < nr, token vectors h < halves, loaded and stored around a
- * kernel's loop. */
+/* yt rows i < nr, the tile's two token vectors h, loaded and stored
+ * around a kernel's loop. */
 #define LOAD_ACC                                                               \
     __m512 acc[NR][2];                                                         \
     _Pragma ("GCC unroll 12") for (int i = 0; i < nr; i++)                     \
-        _Pragma ("GCC unroll 2") for (int h = 0; h < halves; h++)              \
+        _Pragma ("GCC unroll 2") for (int h = 0; h < 2; h++)                   \
             acc[i][h] = _mm512_loadu_ps (yt + (gsize) i * ld + 16 * h);
 #define STORE_ACC                                                              \
     _Pragma ("GCC unroll 12") for (int i = 0; i < nr; i++)                     \
-        _Pragma ("GCC unroll 2") for (int h = 0; h < halves; h++)              \
+        _Pragma ("GCC unroll 2") for (int h = 0; h < 2; h++)                   \
             _mm512_storeu_ps (yt + (gsize) i * ld + 16 * h, acc[i][h]);
 
 /* yt += panel rows . x over kc columns (float32). Specialised by the
- * compiler for each (nr, halves). */
+ * compiler for each nr. */
 static inline __attribute__ ((always_inline)) void
 tile_kernel (const guint32 *a32, const void *w32, gsize ldw, int kc, float *yt, int ld,
-             const int nr, const int halves)
+             const int nr)
 {
     const float *a = (const float *) a32, *w = w32;
     LOAD_ACC
     for (int k = 0; k < kc; k++) {
-        __m512 x0 = _mm512_loadu_ps (a), x1 = x0;
-        if (halves == 2)
-            x1 = _mm512_loadu_ps (a + 16);
+        __m512 x0 = _mm512_loadu_ps (a), x1 = _mm512_loadu_ps (a + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < nr; i++) {
             __m512 wb = _mm512_set1_ps (w[(gsize) i * ldw + k]);
             acc[i][0] = _mm512_fmadd_ps (x0, wb, acc[i][0]);
-            if (halves == 2)
-                acc[i][1] = _mm512_fmadd_ps (x1, wb, acc[i][1]);
+            acc[i][1] = _mm512_fmadd_ps (x1, wb, acc[i][1]);
         }
-        a += 16 * halves;
+        a += 32;
     }
     STORE_ACC
 }
@@ -238,51 +233,48 @@ tile_kernel (const guint32 *a32, const void *w32, gsize ldw, int kc, float *yt, 
 /* yt += W rows (bf16, row_bytes apart) . x pairs over kc columns. */
 BF16 static inline __attribute__ ((always_inline)) void
 tile_kernel_bf16 (const guint32 *a, const void *w, gsize row_bytes, int kc, float *yt, int ld,
-                  const int nr, const int halves)
+                  const int nr)
 {
     LOAD_ACC
     for (int q = 0; q < kc / 2; q++) {
-        __m512bh x0 = (__m512bh) _mm512_loadu_si512 (a), x1 = x0;
-        if (halves == 2)
-            x1 = (__m512bh) _mm512_loadu_si512 (a + 16);
+        __m512bh x0 = (__m512bh) _mm512_loadu_si512 (a);
+        __m512bh x1 = (__m512bh) _mm512_loadu_si512 (a + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < nr; i++) {
             guint32 pair;
             memcpy (&pair, (const guint8 *) w + (gsize) i * row_bytes + 4 * (gsize) q, 4);
             __m512bh wb = (__m512bh) _mm512_set1_epi32 ((int) pair);
             acc[i][0] = _mm512_dpbf16_ps (acc[i][0], x0, wb);
-            if (halves == 2)
-                acc[i][1] = _mm512_dpbf16_ps (acc[i][1], x1, wb);
+            acc[i][1] = _mm512_dpbf16_ps (acc[i][1], x1, wb);
         }
-        a += 16 * halves;
+        a += 32;
     }
     STORE_ACC
 }
 
 typedef void (*TileFunc) (const guint32 *a, const void *w, gsize ldw, int kc, float *yt,
-                          int ld, int nr, int halves);
+                          int ld, int nr);
 
 #define TILE_ANY(NAME, KERNEL, ATTR)                                           \
     ATTR static void NAME (const guint32 *a, const void *w, gsize ldw, int kc, \
-                           float *yt, int ld, int nr, int halves)              \
+                           float *yt, int ld, int nr)                          \
     {                                                                          \
-        switch (nr * 2 + halves - 1) {                                         \
-        CASES (KERNEL, 1) CASES (KERNEL, 2) CASES (KERNEL, 3)                  \
-        CASES (KERNEL, 4) CASES (KERNEL, 5) CASES (KERNEL, 6)                  \
-        CASES (KERNEL, 7) CASES (KERNEL, 8) CASES (KERNEL, 9)                  \
-        CASES (KERNEL, 10) CASES (KERNEL, 11) CASES (KERNEL, 12)               \
+        switch (nr) {                                                          \
+        CASE (KERNEL, 1) CASE (KERNEL, 2) CASE (KERNEL, 3) CASE (KERNEL, 4)    \
+        CASE (KERNEL, 5) CASE (KERNEL, 6) CASE (KERNEL, 7) CASE (KERNEL, 8)    \
+        CASE (KERNEL, 9) CASE (KERNEL, 10) CASE (KERNEL, 11) CASE (KERNEL, 12) \
         }                                                                      \
     }
-#define CASES(KERNEL, N)                                                       \
-    case 2 * N: KERNEL (a, w, ldw, kc, yt, ld, N, 1); break;                  \
-    case 2 * N + 1: KERNEL (a, w, ldw, kc, yt, ld, N, 2); break;
+#define CASE(KERNEL, N)                                                        \
+    case N: KERNEL (a, w, ldw, kc, yt, ld, N); break;
 
 TILE_ANY (tile_any, tile_kernel, )
 TILE_ANY (tile_any_bf16, tile_kernel_bf16, BF16)
 
 /* yt[i, j] += W row i . x_j over kc columns for rows i < nb and tokens
- * j < n: float32 (rows ldw floats apart), and bf16 pairs (rows ldw pairs
- * apart, kc pairs); x in chunks of 16 (PackedX.tail_x), chunks cs apart.
+ * j < n: float32 (rows ldw floats apart), and bf16 pairs (rows ldw bytes
+ * apart, read where they are stored, kc pairs); x in chunks of 16
+ * (PackedX.tail_x), chunks cs apart.
  * Up to eight tokens share each load of the row, two chains of products
  * each. */
 #define TAIL_GROUP 8
@@ -318,7 +310,7 @@ tail_row_f32 (const float *wi, int kc, const float *x, gsize cs, float *yt, cons
 }
 
 BF16 static inline __attribute__ ((always_inline)) void
-tail_row_bf16 (const guint32 *wi, int np, const guint32 *x, gsize cs, float *yt, const int nj)
+tail_row_bf16 (const guint8 *wi, int np, const guint32 *x, gsize cs, float *yt, const int nj)
 {
     __m512 acc[TAIL_GROUP][2];
 #pragma GCC unroll 8
@@ -327,8 +319,8 @@ tail_row_bf16 (const guint32 *wi, int np, const guint32 *x, gsize cs, float *yt,
     int q = 0;
     for (; q + 32 <= np; q += 32) {
         const guint32 *xc = x + q / 16 * cs;
-        __m512bh w0 = (__m512bh) _mm512_loadu_si512 (wi + q);
-        __m512bh w1 = (__m512bh) _mm512_loadu_si512 (wi + q + 16);
+        __m512bh w0 = (__m512bh) _mm512_loadu_si512 (wi + 4 * (gsize) q);
+        __m512bh w1 = (__m512bh) _mm512_loadu_si512 (wi + 4 * (gsize) (q + 16));
 #pragma GCC unroll 8
         for (int j = 0; j < nj; j++) {
             acc[j][0] = _mm512_dpbf16_ps (acc[j][0], w0,
@@ -340,7 +332,7 @@ tail_row_bf16 (const guint32 *wi, int np, const guint32 *x, gsize cs, float *yt,
     for (; q < np; q += 16) {
         __mmask16 m = np - q >= 16 ? 0xffff : (__mmask16) ((1u << (np - q)) - 1);
         const guint32 *xc = x + q / 16 * cs;
-        __m512bh w0 = (__m512bh) _mm512_maskz_loadu_epi32 (m, wi + q);
+        __m512bh w0 = (__m512bh) _mm512_maskz_loadu_epi32 (m, wi + 4 * (gsize) q);
 #pragma GCC unroll 8
         for (int j = 0; j < nj; j++)
             acc[j][0] = _mm512_dpbf16_ps (acc[j][0], w0,
@@ -376,7 +368,7 @@ tail_row_bf16 (const guint32 *wi, int np, const guint32 *x, gsize cs, float *yt,
     }
 
 TAIL_ANY (tail_f32, tail_row_f32, float, float, )
-TAIL_ANY (tail_bf16, tail_row_bf16, guint32, guint32, BF16)
+TAIL_ANY (tail_bf16, tail_row_bf16, guint8, guint32, BF16)
 
 static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1)
 {
@@ -416,20 +408,20 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
             }
             gsize row_step = p->bf16 ? ldw : ldw * sizeof (float);
             for (int t = 0; t < p->n_tiles; t++) {
-                int halves = tile_halves (p, t);
-                const guint32 *a = p->data + (gsize) t * 32 * K +
-                                   (gsize) k0 * 16 * halves / (p->bf16 ? 2 : 1);
+                const guint32 *a = p->data + (gsize) t * 32 * K + (gsize) k0 * 32 / (p->bf16 ? 2 : 1);
                 for (int i = 0; i < nb; i += NR)
                     tile (a, wp + (gsize) i * row_step, ldw, kc, yt + (gsize) i * ld + 32 * t,
-                          ld, MIN (NR, nb - i), halves);
+                          ld, MIN (NR, nb - i));
             }
             int m0 = M - p->tail;
-            /* the tail's chunks from column k0 (pair k0 / 2) */
-            const guint32 *tx = p->tail_x + (gsize) k0 / (p->bf16 ? 32 : 16) * 16 * p->tail;
-            if (p->tail && p->bf16) /* kc / 2 pairs, rows ldw / 4 pairs apart */
-                tail_bf16 ((const guint32 *) wp, ldw / 4, nb, kc / 2, tx, p->tail, yt + m0, ld);
-            else if (p->tail)
-                tail_f32 ((const float *) wp, ldw, nb, kc, (const float *) tx, p->tail, yt + m0, ld);
+            if (p->tail) { /* its chunks from column k0 (pair k0 / 2) */
+                const guint32 *tx = p->tail_x + (gsize) k0 / (p->bf16 ? 32 : 16) * 16 * p->tail;
+                if (p->bf16) /* kc / 2 pairs, rows ldw bytes apart */
+                    tail_bf16 (wp, ldw, nb, kc / 2, tx, p->tail, yt + m0, ld);
+                else
+                    tail_f32 ((const float *) wp, ldw, nb, kc, (const float *) tx, p->tail,
+                              yt + m0, ld);
+            }
         }
         transpose (yt, ld, nb, M, y + b0, N);
     }

@@ -98,9 +98,9 @@ static inline float vlm_gelu_inner (float v)
 }
 void vlm_gelu_generic (float *x, const float *mul, gsize n);
 void vlm_softmax_generic (float *x, gsize n);
-/* For the sets' tails: the larger of max and x[i < n] (NaNs left out);
- * x[i] = exp (x[i] - shift) for i < n, returning their sum. */
+/* The larger of max and x[i] for i < n, NaNs left out (the sets' tails). */
 float vlm_max_generic (const float *x, gsize n, float max);
+/* x[i] = exp (x[i] - shift) for i < n; returns their sum (the sets' tails). */
 double vlm_exp_sum_generic (float *x, gsize n, float shift);
 
 /* x for integer dot products with Q8/Q4 codes: in subgroups of 32, x ~

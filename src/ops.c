@@ -167,28 +167,23 @@ typedef struct {
 } AttentionJob;
 
 /* y[M, n] = x[M, K] . W[n, K]^T (W's rows ldw floats apart) on this
- * thread: the CPU's own GEMM kernel where it has one (AVX-512: at the
- * vision encoder's head size of 72, OpenBLAS's Haswell sgemm ran at half
- * its rate), else sgemm. */
-static void product_nt (const VlmGemm *gemm, const float *x, int M, int K, const float *w,
-                        int n, int ldw, float *y)
+ * thread with the CPU's own GEMM kernel (AVX-512: at the vision encoder's
+ * head size of 72, OpenBLAS's Haswell sgemm ran at half its rate). */
+static void gemm_nt (const VlmGemm *gemm, const float *x, int M, int K, const float *w, int n,
+                     int ldw, float *y)
 {
-    if (!gemm) {
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, n, K, 1.0f, x, K, w, ldw,
-                     0.0f, y, n);
-        return;
-    }
     VlmMatrix wm = { .type = VLM_MAT_F32, .rows = n, .cols = K, .data = w,
                      .row_bytes = (gsize) ldw * sizeof (float) };
     gpointer packed = gemm->pack_new (x, M, K);
-    gemm->pack_part (packed, 0, 1);
+    if (gemm->pack_part)
+        gemm->pack_part (packed, 0, 1);
     gemm->rows (&wm, packed, y, 0, n);
     gemm->free (packed);
 }
 
-/* Heads [h0, h1): sgemv for one query row (a decode step), else products
- * of the head's scaled queries with its keys and of the softmaxed scores
- * with its values (transposed to rows). */
+/* Heads [h0, h1): sgemv for one query row (a decode step); for several,
+ * the scores and the weighted values by the CPU's GEMM kernel (the head's
+ * scaled queries, its values transposed to rows) or else by sgemm. */
 static void attention_part (int ith, int nth, gpointer data)
 {
     const AttentionJob *j = data;
@@ -198,12 +193,12 @@ static void attention_part (int ith, int nth, gpointer data)
     if (h0 >= h1)
         return;
     const VlmKernels *kern = vlm_kernels_get ();
-    const VlmGemm *gemm = kern->gemm[VLM_MAT_F32];
+    const VlmGemm *gemm = T > 1 ? kern->gemm[VLM_MAT_F32] : NULL;
     float *scores = g_new (float, (gsize) T * S);
-    /* T > 1: the head's queries, its values transposed, its outputs */
+    /* the GEMM kernel's: the head's queries, its values transposed, its outputs */
     float *qh = NULL, *vt = NULL, *oh = NULL;
     int vt_head = -1; /* the kv head vt holds */
-    if (T > 1) {
+    if (gemm) {
         qh = g_new (float, (gsize) T * d);
         vt = g_new (float, (gsize) d * S);
         oh = g_new (float, (gsize) T * d);
@@ -228,21 +223,31 @@ static void attention_part (int ith, int nth, gpointer data)
                          scores + lo, 1, 0.0f, out, 1);
             continue;
         }
-        for (int t = 0; t < T; t++)
-            for (int i = 0; i < d; i++)
-                qh[(gsize) t * d + i] = q[(gsize) t * qs + i] * j->scale;
-        for (int i = 0; i < d && g != vt_head; i++) /* rows written in order */
-            for (int s = 0; s < S; s++)
-                vt[(gsize) i * S + s] = vg[(gsize) s * ks + i];
-        vt_head = g;
-        product_nt (gemm, qh, T, d, kg, S, ks, scores);
+        if (gemm) {
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < d; i++)
+                    qh[(gsize) t * d + i] = q[(gsize) t * qs + i] * j->scale;
+            for (int i = 0; i < d && g != vt_head; i++) /* rows written in order */
+                for (int s = 0; s < S; s++)
+                    vt[(gsize) i * S + s] = vg[(gsize) s * ks + i];
+            vt_head = g;
+            gemm_nt (gemm, qh, T, d, kg, S, ks, scores);
+        } else {
+            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, T, S, d, j->scale, q, qs, kg,
+                         ks, 0.0f, scores, S);
+        }
         if (j->softcap > 0)
             vlm_ops_softcap (scores, (gsize) T * S, j->softcap);
         for (int t = 0; t < T; t++)
             softmax_row (kern, scores + (gsize) t * S, j->lo[t], j->hi[t], S);
-        product_nt (gemm, scores, T, S, vt, d, S, oh);
-        for (int t = 0; t < T; t++)
-            memcpy (out + (gsize) t * qs, oh + (gsize) t * d, sizeof (float) * d);
+        if (gemm) {
+            gemm_nt (gemm, scores, T, S, vt, d, S, oh);
+            for (int t = 0; t < T; t++)
+                memcpy (out + (gsize) t * qs, oh + (gsize) t * d, sizeof (float) * d);
+        } else {
+            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, S, 1.0f, scores, S, vg,
+                         ks, 0.0f, out, qs);
+        }
     }
     g_free (scores);
     g_free (qh);

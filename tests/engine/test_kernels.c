@@ -234,11 +234,13 @@ static void test_gemm_matches_gemv (void)
     VlmThreadPool *pool = vlm_thread_pool_new (2);
     const int shapes[][3] = { { 5, 300, 1024 }, { 37, 301, 1000 }, { 33, 130, 588 },
                               { 2, 70, 33 }, { 23, 40, 200 }, { 50, 500, 1000 },
-                              { 3, 40, 9000 }, { 46, 70, 1000 } };
-    /* M, rows, cols: tiles of 32 tokens, full, half and partial, and tails
-     * of up to 16 tokens past the last whole tile (two groups of them for
-     * 46); more than one row block per thread; an odd width; quantized GEMV
-     * rows read in three pieces, the last one padded */
+                              { 3, 40, 9000 }, { 46, 70, 1000 }, { 48, 70, 560 },
+                              { 64, 50, 1050 } };
+    /* M, rows, cols: tiles of 32 tokens, whole and partial, and tails of up
+     * to 16 tokens past the last whole tile (two groups of them for 46 and
+     * 48); more than one row block per thread; an odd width, and last column
+     * blocks leaving 16 and 26 columns after whole steps of 32; quantized
+     * GEMV rows read in three pieces, the last one padded */
     for (guint z = 0; z < G_N_ELEMENTS (shapes); z++) {
         int M = shapes[z][0], rows = shapes[z][1], cols = shapes[z][2];
         float *w = g_new (float, rows * cols), *x = g_new (float, M * cols),
@@ -408,7 +410,8 @@ static void test_bf16_dot_gemm (void)
     }
     VlmThreadPool *pool = vlm_thread_pool_new (2);
     const int shapes[][3] = { { 5, 300, 1024 }, { 37, 301, 1000 }, { 33, 130, 588 },
-                              { 17, 500, 1040 }, { 46, 130, 588 } };
+                              { 17, 500, 1040 }, { 46, 130, 588 }, { 48, 60, 560 },
+                              { 64, 40, 1050 } };
     for (guint z = 0; z < G_N_ELEMENTS (shapes); z++) {
         int M = shapes[z][0], rows = shapes[z][1], cols = shapes[z][2];
         guint16 *w = g_new (guint16, rows * cols);
@@ -481,6 +484,71 @@ static void test_norms (void)
     vlm_thread_pool_free (pool);
 }
 
+/* Attention against float64: grouped kv heads, soft-capping, query rows
+ * over tile and tail edges, keys over several column blocks, rows with
+ * fewer keys in reach or none, and one query row (a decode step). */
+static void test_attention (void)
+{
+    VlmThreadPool *pool = vlm_thread_pool_new (2);
+    const int cases[][6] = { /* T, S, heads, kv heads, head size, soft cap */
+                             { 1, 40, 4, 2, 16, 0 }, { 5, 5, 4, 4, 72, 0 },
+                             { 20, 600, 4, 1, 32, 1 }, { 37, 37, 2, 2, 72, 0 },
+                             { 48, 70, 4, 2, 24, 1 } };
+    for (guint c = 0; c < G_N_ELEMENTS (cases); c++) {
+        int T = cases[c][0], S = cases[c][1], H = cases[c][2], KV = cases[c][3], d = cases[c][4];
+        float cap = cases[c][5] ? 2.0f : 0.0f, scale = 1.0f / sqrtf ((float) d);
+        int qs = H * d, ks = KV * d;
+        float *q = g_new (float, T * qs), *k = g_new (float, S * ks), *v = g_new (float, S * ks),
+              *out = g_new (float, T * qs);
+        int *lo = g_new (int, T), *hi = g_new (int, T);
+        for (int i = 0; i < T * qs; i++)
+            q[i] = rnd () * 2;
+        for (int i = 0; i < S * ks; i++) {
+            k[i] = rnd () * 2;
+            v[i] = rnd ();
+        }
+        for (int t = 0; t < T; t++) {
+            lo[t] = T == 1 ? 3 : t % 5;
+            hi[t] = t % 7 == 3 ? lo[t] : S - t % 3; /* none in reach, or fewer */
+        }
+        vlm_ops_attention (pool, out, q, k, v, T, S, H, KV, d, scale, cap, lo, hi);
+        double *p = g_new (double, S);
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const float *qh = q + t * qs + h * d;
+                int g = h / (H / KV);
+                double max = -INFINITY, sum = 0;
+                for (int s = lo[t]; s < hi[t]; s++) {
+                    double a = 0;
+                    for (int i = 0; i < d; i++)
+                        a += (double) qh[i] * k[s * ks + g * d + i];
+                    a *= scale;
+                    p[s] = cap > 0 ? tanh (a / cap) * cap : a;
+                    max = MAX (max, p[s]);
+                }
+                for (int s = lo[t]; s < hi[t]; s++)
+                    sum += p[s] = exp (p[s] - max);
+                for (int i = 0; i < d; i++) {
+                    double want = 0;
+                    for (int s = lo[t]; s < hi[t]; s++)
+                        want += p[s] / sum * v[s * ks + g * d + i];
+                    float got = out[t * qs + h * d + i];
+                    if (fabs (got - want) > 2e-6)
+                        g_error ("attention T=%d S=%d heads %d/%d d=%d: out[%d, %d, %d] = %.9g, "
+                                 "float64 %.9g", T, S, H, KV, d, t, h, i, got, want);
+                }
+            }
+        g_free (p);
+        g_free (q);
+        g_free (k);
+        g_free (v);
+        g_free (out);
+        g_free (lo);
+        g_free (hi);
+    }
+    vlm_thread_pool_free (pool);
+}
+
 static void test_f16_conversion (void)
 {
     /* Every half round-trips; rounding is to nearest even. */
@@ -502,6 +570,7 @@ int main (int argc, char **argv)
     g_test_add_func ("/kernels/gemm-matches-gemv", test_gemm_matches_gemv);
     g_test_add_func ("/kernels/f16-conversion", test_f16_conversion);
     g_test_add_func ("/kernels/norms", test_norms);
+    g_test_add_func ("/kernels/attention", test_attention);
     g_test_add_func ("/kernels/mul-many", test_mul_many);
     g_test_add_func ("/kernels/to-pieces", test_to_pieces);
     g_test_add_func ("/kernels/bf16-dot-gemm", test_bf16_dot_gemm);
