@@ -156,48 +156,92 @@ static double machine_bandwidth (int n_threads)
 }
 
 /* Best GEMM rates in GFLOP/s at a prefill-like shape (512 x 2048 x 2048):
- * OpenBLAS's cblas_sgemm on float32, and the engine's own product with the
- * same weights in BF16 (its GEMM for BF16 checkpoints, on `threads`). */
+ * OpenBLAS's cblas_sgemm on float32 (on `threads`), and the engine's own
+ * product with the same weights in BF16 (its GEMM for BF16 checkpoints, on
+ * `threads`). The operands are made once: the children measure next to
+ * every run, as they read. */
 typedef struct { double sgemm, engine_bf16; } GemmRates;
 
-static GemmRates gemm_rates (int threads)
+#define GEMM_M 512
+#define GEMM_N 2048
+#define GEMM_K 2048
+
+typedef struct {
+    float *a, *b, *c;
+    guint16 *b16;
+    VlmThreadPool *pool;
+    int threads;
+} GemmProbe;
+
+/* Bytes it holds (taken off a child's peak RSS). */
+static gsize gemm_probe_bytes (void)
 {
-    int M = 512, N = 2048, K = 2048;
-    float *a = g_new (float, (gsize) M * K), *b = g_new (float, (gsize) N * K),
-          *c = g_new (float, (gsize) M * N);
-    guint16 *b16 = g_new (guint16, (gsize) N * K);
-    for (gsize i = 0; i < (gsize) M * K; i++)
-        a[i] = (i % 13) * 0.01f;
-    for (gsize i = 0; i < (gsize) N * K; i++) {
-        b[i] = (i % 7) * 0.01f;
+    return sizeof (float) * ((gsize) GEMM_M * GEMM_K + (gsize) GEMM_N * GEMM_K +
+                             (gsize) GEMM_M * GEMM_N) +
+           sizeof (guint16) * GEMM_N * GEMM_K;
+}
+
+static GemmProbe *gemm_probe_new (int threads)
+{
+    GemmProbe *g = g_new (GemmProbe, 1);
+    g->a = g_new (float, (gsize) GEMM_M * GEMM_K);
+    g->b = g_new (float, (gsize) GEMM_N * GEMM_K);
+    g->c = g_new (float, (gsize) GEMM_M * GEMM_N);
+    g->b16 = g_new (guint16, (gsize) GEMM_N * GEMM_K);
+    for (gsize i = 0; i < (gsize) GEMM_M * GEMM_K; i++)
+        g->a[i] = (i % 13) * 0.01f;
+    for (gsize i = 0; i < (gsize) GEMM_N * GEMM_K; i++) {
+        g->b[i] = (i % 7) * 0.01f;
         guint32 u;
-        memcpy (&u, &b[i], 4);
-        b16[i] = u >> 16;
+        memcpy (&u, &g->b[i], 4);
+        g->b16[i] = u >> 16;
     }
-    VlmMatrix w = { .type = VLM_MAT_BF16, .rows = N, .cols = K, .data = b16,
-                    .row_bytes = (gsize) K * 2 };
-    VlmThreadPool *pool = vlm_thread_pool_new (threads);
+    memset (g->c, 0, sizeof (float) * GEMM_M * GEMM_N);
+    g->pool = vlm_thread_pool_new (threads);
+    g->threads = threads;
+    return g;
+}
+
+static void gemm_probe_free (GemmProbe *g)
+{
+    vlm_thread_pool_free (g->pool);
+    g_free (g->a);
+    g_free (g->b);
+    g_free (g->c);
+    g_free (g->b16);
+    g_free (g);
+}
+
+static GemmRates gemm_rates (GemmProbe *g, int passes)
+{
+    VlmMatrix w = { .type = VLM_MAT_BF16, .rows = GEMM_N, .cols = GEMM_K, .data = g->b16,
+                    .row_bytes = (gsize) GEMM_K * 2 };
     GemmRates best = { 0, 0 };
-    double flop = 2.0 * M * N * K;
+    double flop = 2.0 * GEMM_M * GEMM_N * GEMM_K;
     /* One after the other, not interleaved: OpenBLAS's threads spin a
-     * while after each call. */
-    for (int pass = 0; pass < 8; pass++) {
+     * while after each call. A session keeps OpenBLAS to one thread; sgemm
+     * gets them all, then gives them back. */
+    for (int pass = 0; pass < passes; pass++) {
         double t0 = now_ms ();
-        vlm_matrix_mul (pool, &w, a, M, NULL, c);
+        vlm_matrix_mul (g->pool, &w, g->a, GEMM_M, NULL, g->c);
         best.engine_bf16 = MAX (best.engine_bf16, flop / ((now_ms () - t0) * 1e6));
     }
-    for (int pass = 0; pass < 8; pass++) {
+    int before = openblas_get_num_threads ();
+    openblas_set_num_threads (g->threads);
+    for (int pass = 0; pass < passes; pass++) {
         double t0 = now_ms ();
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K,
-                     0.0f, c, N);
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, GEMM_M, GEMM_N, GEMM_K, 1.0f, g->a,
+                     GEMM_K, g->b, GEMM_K, 0.0f, g->c, GEMM_N);
         best.sgemm = MAX (best.sgemm, flop / ((now_ms () - t0) * 1e6));
     }
-    vlm_thread_pool_free (pool);
-    g_free (a);
-    g_free (b);
-    g_free (b16);
-    g_free (c);
+    openblas_set_num_threads (before);
     return best;
+}
+
+/* The bound is the fastest GEMM this machine ran, whoever's it is. */
+static double gemm_bound (GemmRates r)
+{
+    return MAX (r.sgemm, r.engine_bf16);
 }
 
 /* ---- one weight format, in a child process ---- */
@@ -227,10 +271,14 @@ static int run_child (void)
      * the next, so each run's decode is set against the better of the rates
      * read just before and just after it. 256 MiB (eight times the L3
      * cache) read as fast here as 2 GiB; held from before the model loads to
-     * the end, so it is taken off the peak RSS exactly. */
+     * the end, so it is taken off the peak RSS exactly. Its GEMM rate moves
+     * too (5-10% slower at the higher read level), so the GEMM bound is
+     * measured next to each run the same way, with its operands held
+     * likewise. */
     int threads = thread_count ();
     gsize n_read = (gsize) 1 << 25;
     g_autofree double *read_buf = read_buffer_new (n_read);
+    GemmProbe *probe = gemm_probe_new (threads);
     g_autoptr (GError) error = NULL;
     double t0 = now_ms ();
     g_autoptr (VlmModel) model = vlm_model_load_with_format (opt_model, format, &error);
@@ -254,7 +302,8 @@ static int run_child (void)
 
     int n = opt_runs;
     double vision[n], prefill[n], decode[n], ttft[n], total[n], read[n], dec_ratio[n];
-    double cold_ttft = 0, read_before = 0;
+    double gemm[n], pre_ratio[n], vis_ratio[n];
+    double cold_ttft = 0, read_before = 0, gemm_before = 0;
     guint prompt_tokens = 0, generated = 0;
     for (int r = -1; r < n; r++) { /* run -1 warms the page cache up */
         Timing t = { now_ms (), 0 };
@@ -265,9 +314,11 @@ static int run_child (void)
             return 1;
         }
         double read_after = read_bandwidth (threads, read_buf, n_read);
+        double gemm_after = gemm_bound (gemm_rates (probe, 3));
         if (r < 0) {
             cold_ttft = t.first - t.start;
             read_before = read_after;
+            gemm_before = gemm_after;
             continue;
         }
         prompt_tokens = res->stats.n_tokens_image + res->stats.n_tokens_prompt;
@@ -279,8 +330,13 @@ static int run_child (void)
         total[r] = now_ms () - t.start;
         read[r] = MAX (read_before, read_after);
         dec_ratio[r] = decode[r] * info->decode_bytes / (read[r] * 1e9);
+        gemm[r] = MAX (gemm_before, gemm_after);
+        pre_ratio[r] = prefill[r] * info->prefill_flops / (gemm[r] * 1e9);
+        vis_ratio[r] = info->vision_flops / (vision[r] / 1000.0) / (gemm[r] * 1e9);
         read_before = read_after;
+        gemm_before = gemm_after;
     }
+    gemm_probe_free (probe);
     struct rusage ru;
     getrusage (RUSAGE_SELF, &ru);
 
@@ -295,7 +351,8 @@ static int run_child (void)
     add_num (b, "vision_flops", info->vision_flops);
     add_num (b, "prefill_flops_per_token", info->prefill_flops);
     add_num (b, "load_ms", load_ms);
-    add_num (b, "peak_rss_bytes", ru.ru_maxrss * 1024.0 - n_read * sizeof (double));
+    add_num (b, "peak_rss_bytes",
+             ru.ru_maxrss * 1024.0 - n_read * sizeof (double) - gemm_probe_bytes ());
     add_num (b, "prompt_tokens", prompt_tokens);
     add_num (b, "generated_tokens", generated);
     add_num (b, "cold_ttft_ms", cold_ttft);
@@ -306,6 +363,9 @@ static int run_child (void)
     add_stat (b, "caption_ms", stat_of (total, n));
     add_stat (b, "read_bandwidth_gb_s", stat_of (read, n));
     add_stat (b, "decode_bandwidth_ratio", stat_of (dec_ratio, n));
+    add_stat (b, "gemm_gflop_s", stat_of (gemm, n));
+    add_stat (b, "prefill_gemm_ratio", stat_of (pre_ratio, n));
+    add_stat (b, "vision_gemm_ratio", stat_of (vis_ratio, n));
     json_builder_end_object (b);
     g_autofree char *json = to_json (b);
     printf ("%s\n", json);
@@ -362,7 +422,8 @@ int main (int argc, char **argv)
     openblas_set_num_threads (threads);
     g_autofree char *cpu = cpu_name ();
     double bw1 = machine_bandwidth (1), bw = machine_bandwidth (threads);
-    GemmRates rates = gemm_rates (threads);
+    GemmProbe *probe = gemm_probe_new (threads);
+    GemmRates rates = gemm_rates (probe, 8);
 
     /* Run every format first, then measure the limits again: on a shared
      * machine the best of the two measurements is the fairer bound. */
@@ -391,11 +452,11 @@ int main (int argc, char **argv)
     }
     bw1 = MAX (bw1, machine_bandwidth (1));
     bw = MAX (bw, machine_bandwidth (threads));
-    GemmRates again = gemm_rates (threads);
+    GemmRates again = gemm_rates (probe, 8);
+    gemm_probe_free (probe);
     rates.sgemm = MAX (rates.sgemm, again.sgemm);
     rates.engine_bf16 = MAX (rates.engine_bf16, again.engine_bf16);
-    /* The bound is the fastest GEMM this machine ran, whoever's it is. */
-    double gemm = MAX (rates.sgemm, rates.engine_bf16);
+    double gemm = gemm_bound (rates);
     printf ("machine: %s, %d threads, %s kernels; memory read %.1f GB/s (1 thread %.1f); "
             "GEMM: OpenBLAS sgemm %.1f GFLOP/s, engine BF16 %.1f GFLOP/s (best of before and "
             "after)\n", cpu, threads, vlm_kernels_name (), bw, bw1, rates.sgemm,
@@ -422,18 +483,20 @@ int main (int argc, char **argv)
     for (guint f = 0; f < results->len; f++) {
         JsonParser *parser = results->pdata[f];
         JsonObject *o = json_node_get_object (json_parser_get_root (parser));
-        /* The ratios against the machine's limits (decode's, run by run,
-         * from the child; also against the best read of the whole run). */
+        /* The ratios against the machine's limits, run by run from the
+         * child, and against the best of the whole run. */
         double dec_ratio = member (o, "decode_bandwidth_ratio.median");
+        double pre_ratio = member (o, "prefill_gemm_ratio.median");
+        double vis_ratio = member (o, "vision_gemm_ratio.median");
         double dec_best = member (o, "decode_tok_s.median") *
                           member (o, "decode_bytes_per_token") / (bw * 1e9);
-        double pre_ratio = member (o, "prefill_tok_s.median") *
-                           member (o, "prefill_flops_per_token") / (gemm * 1e9);
-        double vis_ratio = member (o, "vision_flops") /
-                           (member (o, "vision_ms.median") / 1000.0) / (gemm * 1e9);
-        json_object_set_double_member (o, "prefill_gemm_ratio", pre_ratio);
-        json_object_set_double_member (o, "vision_gemm_ratio", vis_ratio);
+        double pre_best = member (o, "prefill_tok_s.median") *
+                          member (o, "prefill_flops_per_token") / (gemm * 1e9);
+        double vis_best = member (o, "vision_flops") /
+                          (member (o, "vision_ms.median") / 1000.0) / (gemm * 1e9);
         json_object_set_double_member (o, "decode_best_bandwidth_ratio", dec_best);
+        json_object_set_double_member (o, "prefill_best_gemm_ratio", pre_best);
+        json_object_set_double_member (o, "vision_best_gemm_ratio", vis_best);
         printf ("%-10s %-6s %8.2f %8.2f %9.0f %10.1f %10.2f %9.0f %10.2f %8.2f %8.2f %8.2f\n",
                 json_object_get_string_member (o, "format"),
                 json_object_get_string_member (o, "dtype"),
@@ -443,13 +506,14 @@ int main (int argc, char **argv)
                 member (o, "caption_ms.median") / 1000, dec_ratio, pre_ratio, vis_ratio);
         printf ("%-10s spread: vision %.0f-%.0f ms, decode %.2f-%.2f tok/s (dec/bw %.2f-%.2f "
                 "against the read of %.1f-%.1f GB/s next to the runs, %.2f against the best), "
-                "weights %.2f GB, cold TTFT %.0f ms\n",
+                "pre/gemm and vis/gemm against a GEMM of %.1f-%.1f GFLOP/s next to the runs "
+                "(%.2f and %.2f against the best), weights %.2f GB, cold TTFT %.0f ms\n",
                 "", member (o, "vision_ms.min"), member (o, "vision_ms.max"),
                 member (o, "decode_tok_s.min"), member (o, "decode_tok_s.max"),
                 member (o, "decode_bandwidth_ratio.min"), member (o, "decode_bandwidth_ratio.max"),
                 member (o, "read_bandwidth_gb_s.min"), member (o, "read_bandwidth_gb_s.max"),
-                dec_best,
-                member (o, "weight_bytes") / 1e9, member (o, "cold_ttft_ms"));
+                dec_best, member (o, "gemm_gflop_s.min"), member (o, "gemm_gflop_s.max"),
+                pre_best, vis_best, member (o, "weight_bytes") / 1e9, member (o, "cold_ttft_ms"));
         json_builder_add_value (b, json_node_copy (json_parser_get_root (parser)));
     }
     g_ptr_array_unref (results);
