@@ -44,7 +44,9 @@
 _Static_assert (COL_BLOCK % 32 == 0, "a column block is whole chunks of bf16 pairs");
 
 typedef struct {
-    const float *x;
+    const float *x;       /* x[m, k] at x[m * ldx + k], or x[k * ldx + m] if xt */
+    gsize ldx;
+    gboolean xt;
     int M, K, n_tiles;
     int tail;             /* tokens [M - tail, M) for the tail kernels */
     gboolean bf16;
@@ -59,11 +61,12 @@ typedef struct {
     int K4;
 } PackedX;
 
-static gpointer packed_new (const float *x, int M, int K, gboolean bf16)
+static gpointer packed_new (const float *x, int M, int K, gsize ldx, gboolean xt,
+                            gboolean bf16)
 {
     PackedX *p = g_new0 (PackedX, 1);
     int tail = M % 32 <= TAIL_MAX ? M % 32 : 0;
-    *p = (PackedX) { x, M, K, (M - tail + 31) / 32, tail, bf16 };
+    *p = (PackedX) { x, ldx, xt, M, K, (M - tail + 31) / 32, tail, bf16 };
     p->data = g_malloc (sizeof (float) * 32 * K * MAX (p->n_tiles, 1));
     if (M % 32 && !tail) /* the lanes past M, multiplied but never stored: not NaN */
         memset (p->data + (gsize) 32 * K * (p->n_tiles - 1), 0, sizeof (float) * 32 * K);
@@ -75,12 +78,17 @@ static gpointer packed_new (const float *x, int M, int K, gboolean bf16)
 
 static gpointer pack_new (const float *x, int M, int K)
 {
-    return packed_new (x, M, K, FALSE);
+    return packed_new (x, M, K, K, FALSE, FALSE);
+}
+
+static gpointer pack_new_strided (const float *x, int M, int K, gsize ldx, gboolean transposed)
+{
+    return packed_new (x, M, K, ldx, transposed, FALSE);
 }
 
 static gpointer pack_new_bf16 (const float *x, int M, int K)
 {
-    return packed_new (x, M, K, TRUE);
+    return packed_new (x, M, K, K, FALSE, TRUE);
 }
 
 /* Rounds to nearest even, as vcvtne2ps2bf16 (which keeps NaNs NaN). */
@@ -164,26 +172,33 @@ static void pack_part (gpointer packed, int ith, int nth)
     /* bf16: a tile's rows as pairs, transposed like float32 values */
     guint32 *pairs = p->bf16 ? g_new (guint32, (gsize) 32 * P) : NULL;
     for (int m = 0; ith == 0 && m < p->tail; m++) {
-        const float *row = p->x + (gsize) (p->M - p->tail + m) * K;
+        int mm = p->M - p->tail + m;
+        const float *row = p->x + (gsize) mm * p->ldx;
         const guint32 *src = (const guint32 *) row;
         if (p->bf16) {
             src = pairs;
             row_to_pairs (row, K, pairs);
         }
         for (int e = 0; e < p->K4; e++)
-            memcpy (p->tail_x + ((gsize) e / 16 * p->tail + m) * 16 + e % 16, src + e, 4);
+            memcpy (p->tail_x + ((gsize) e / 16 * p->tail + m) * 16 + e % 16,
+                    p->xt ? (const guint32 *) (p->x + (gsize) e * p->ldx + mm) : src + e, 4);
     }
     vlm_split (p->n_tiles, ith, nth, 1, &t0, &t1);
     for (int t = t0; t < t1; t++) {
         int n = MIN (p->M - 32 * t, 32);
-        const float *x = p->x + (gsize) 32 * t * K;
+        const float *x = p->x + (gsize) 32 * t * (p->xt ? 1 : p->ldx);
         guint32 *d = p->data + (gsize) t * 32 * K;
+        if (p->xt) { /* x^T's rows are the tile's columns already */
+            for (int k = 0; k < K; k++)
+                memcpy (d + (gsize) k * 32, x + (gsize) k * p->ldx, sizeof (float) * n);
+            continue;
+        }
         if (!p->bf16) {
-            transpose (x, K, n, K, d, 32);
+            transpose (x, p->ldx, n, K, d, 32);
             continue;
         }
         for (int m = 0; m < n; m++)
-            row_to_pairs (x + (gsize) m * K, K, pairs + (gsize) m * P);
+            row_to_pairs (x + (gsize) m * p->ldx, K, pairs + (gsize) m * P);
         transpose (pairs, P, n, P, d, 32);
     }
     g_free (pairs);
@@ -370,10 +385,12 @@ tail_row_bf16 (const guint8 *wi, int np, const guint32 *x, gsize cs, float *yt, 
 TAIL_ANY (tail_f32, tail_row_f32, float, float, )
 TAIL_ANY (tail_bf16, tail_row_bf16, guint8, guint32, BF16)
 
-static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1)
+/* y[m, r] (rows ldy apart) for rows [r0, r1), or y^T[r, m] if yt. */
+static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize ldy,
+                       gboolean yt_out, int r0, int r1)
 {
     const PackedX *p = packed;
-    int M = p->M, K = p->K, N = w->rows, ld = 32 * ((M + 31) / 32);
+    int M = p->M, K = p->K, ld = 32 * ((M + 31) / 32);
     int max_rows = MIN (ROW_BLOCK, r1 - r0), max_cols = MIN (COL_BLOCK, K);
     float *yt = g_malloc (sizeof (float) * max_rows * ld);
     /* float32 from other types: widened panels; bf16 pairs and float32:
@@ -423,11 +440,27 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
                               yt + m0, ld);
             }
         }
-        transpose (yt, ld, nb, M, y + b0, N);
+        if (yt_out)
+            for (int i = 0; i < nb; i++)
+                memcpy (y + (gsize) (b0 + i) * ldy, yt + (gsize) i * ld, sizeof (float) * M);
+        else
+            transpose (yt, ld, nb, M, y + b0, ldy);
     }
     g_free (panel);
     g_free (yt);
 }
 
-const VlmGemm vlm_gemm_avx512 = { pack_new, pack_part, rows, packed_free };
+static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1)
+{
+    rows_into (w, packed, y, w->rows, FALSE, r0, r1);
+}
+
+static void rows_t (const VlmMatrix *w, gconstpointer packed, float *yt, gsize ldy, int r0,
+                    int r1)
+{
+    rows_into (w, packed, yt, ldy, TRUE, r0, r1);
+}
+
+const VlmGemm vlm_gemm_avx512 = { pack_new, pack_part, rows, packed_free, pack_new_strided,
+                                  rows_t };
 const VlmGemm vlm_gemm_avx512bf16 = { pack_new_bf16, pack_part, rows, packed_free };

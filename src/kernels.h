@@ -26,6 +26,12 @@ typedef struct {
     void (*pack_part) (gpointer packed, int ith, int nth);   /* NULL: nothing to do */
     void (*rows) (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1);
     void (*free) (gpointer packed);
+    /* Float32 only, NULL where not had (attention's products, no copies):
+     * x's rows ldx apart, or x given transposed (x[m, k] at x[k * ldx + m]);
+     * rows writing y^T (y[m, r] at yt[r * ldy + m]). */
+    gpointer (*pack_new_strided) (const float *x, int M, int K, gsize ldx, gboolean transposed);
+    void (*rows_t) (const VlmMatrix *w, gconstpointer packed, float *yt, gsize ldy, int r0,
+                    int r1);
 } VlmGemm;
 
 typedef struct {

@@ -167,24 +167,32 @@ typedef struct {
     const int *lo, *hi;
 } AttentionJob;
 
-/* y[M, n] = x[M, K] . W[n, K]^T (W's rows ldw floats apart) on this
- * thread with the CPU's own GEMM kernel (AVX-512: at the vision encoder's
- * head size of 72, OpenBLAS's Haswell sgemm ran at half its rate). */
-static void gemm_nt (const VlmGemm *gemm, const float *x, int M, int K, const float *w, int n,
-                     int ldw, float *y)
+/* yt[r, m] (rows ldy apart) = W row r . x row m for W [n, K] (float32,
+ * rows ldw apart) and x [M, K] given with rows ldx apart or transposed,
+ * on this thread with the CPU's own GEMM kernel (AVX-512: at the vision
+ * encoder's head size of 72, OpenBLAS's Haswell sgemm ran at half its
+ * rate). Packed x is kept for the heads that share it. */
+static void gemm_t (const VlmGemm *gemm, gconstpointer packed, const float *w, int n, int K,
+                    int ldw, float *yt, gsize ldy)
 {
     VlmMatrix wm = { .type = VLM_MAT_F32, .rows = n, .cols = K, .data = w,
                      .row_bytes = (gsize) ldw * sizeof (float) };
-    gpointer packed = gemm->pack_new (x, M, K);
+    gemm->rows_t (&wm, packed, yt, ldy, 0, n);
+}
+
+static gpointer pack (const VlmGemm *gemm, const float *x, int M, int K, gsize ldx,
+                      gboolean transposed)
+{
+    gpointer packed = gemm->pack_new_strided (x, M, K, ldx, transposed);
     if (gemm->pack_part)
         gemm->pack_part (packed, 0, 1);
-    gemm->rows (&wm, packed, y, 0, n);
-    gemm->free (packed);
+    return packed;
 }
 
 /* Heads [h0, h1): sgemv for one query row (a decode step); for several,
- * the scores and the weighted values by the CPU's GEMM kernel (the head's
- * scaled queries, its values transposed to rows) or else by sgemm. */
+ * the scores and the weighted values by the CPU's GEMM kernel where it has
+ * one (the keys, and the values' columns, as its tokens: the results come
+ * out row by row where they go), or else by sgemm. */
 static void attention_part (int ith, int nth, gpointer data)
 {
     const AttentionJob *j = data;
@@ -195,15 +203,12 @@ static void attention_part (int ith, int nth, gpointer data)
         return;
     const VlmKernels *kern = vlm_kernels_get ();
     const VlmGemm *gemm = T > 1 ? kern->gemm[VLM_MAT_F32] : NULL;
+    if (gemm && !gemm->rows_t)
+        gemm = NULL;
     float *scores = g_new (float, (gsize) T * S);
-    /* the GEMM kernel's: the head's queries, its values transposed, its outputs */
-    float *qh = NULL, *vt = NULL, *oh = NULL;
-    int vt_head = -1; /* the kv head vt holds */
-    if (gemm) {
-        qh = g_new (float, (gsize) T * d);
-        vt = g_new (float, (gsize) d * S);
-        oh = g_new (float, (gsize) T * d);
-    }
+    float *qh = gemm ? g_new (float, (gsize) T * d) : NULL; /* the head's scaled queries */
+    gpointer keys = NULL, values = NULL; /* packed, of kv head `packed_head` */
+    int packed_head = -1;
     for (int h = h0; h < h1; h++) {
         int g = h / group;
         const float *q = j->q + h * d, *kg = j->k + g * d, *vg = j->v + g * d;
@@ -224,15 +229,20 @@ static void attention_part (int ith, int nth, gpointer data)
                          scores + lo, 1, 0.0f, out, 1);
             continue;
         }
+        if (gemm && g != packed_head) {
+            if (keys) {
+                gemm->free (keys);
+                gemm->free (values);
+            }
+            keys = pack (gemm, kg, S, d, ks, FALSE);
+            values = pack (gemm, vg, d, S, ks, TRUE); /* V^T: its rows are V's columns */
+            packed_head = g;
+        }
         if (gemm) {
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < d; i++)
                     qh[(gsize) t * d + i] = q[(gsize) t * qs + i] * j->scale;
-            for (int i = 0; i < d && g != vt_head; i++) /* rows written in order */
-                for (int s = 0; s < S; s++)
-                    vt[(gsize) i * S + s] = vg[(gsize) s * ks + i];
-            vt_head = g;
-            gemm_nt (gemm, qh, T, d, kg, S, ks, scores);
+            gemm_t (gemm, keys, qh, T, d, d, scores, S);
         } else {
             cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, T, S, d, j->scale, q, qs, kg,
                          ks, 0.0f, scores, S);
@@ -241,19 +251,18 @@ static void attention_part (int ith, int nth, gpointer data)
             vlm_ops_softcap (scores, (gsize) T * S, j->softcap);
         for (int t = 0; t < T; t++)
             softmax_row (kern, scores + (gsize) t * S, j->lo[t], j->hi[t], S);
-        if (gemm) {
-            gemm_nt (gemm, scores, T, S, vt, d, S, oh);
-            for (int t = 0; t < T; t++)
-                memcpy (out + (gsize) t * qs, oh + (gsize) t * d, sizeof (float) * d);
-        } else {
+        if (gemm)
+            gemm_t (gemm, values, scores, T, S, S, out, qs);
+        else
             cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, S, 1.0f, scores, S, vg,
                          ks, 0.0f, out, qs);
-        }
+    }
+    if (keys) {
+        gemm->free (keys);
+        gemm->free (values);
     }
     g_free (scores);
     g_free (qh);
-    g_free (vt);
-    g_free (oh);
 }
 
 void vlm_ops_attention (VlmThreadPool *pool, float *out, const float *q,
