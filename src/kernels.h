@@ -45,6 +45,10 @@ typedef struct {
     /* x[i] = exp (x[i] - max) / sum for i < n > 0: a softmax (NaNs left
      * out of the max), the sum in double */
     void (*softmax) (float *x, gsize n);
+    /* One row of D values: a layer norm, (x - mean) / sd * w + b, or with
+     * b NULL Gemma's RMS norm, x / rms * (1 + w); the sums in double. */
+    void (*norm) (float *out, const float *x, const float *w, const float *b, int D,
+                  float eps);
 } VlmKernels;
 
 extern const VlmKernels vlm_kernels_generic;
@@ -104,6 +108,8 @@ static inline float vlm_gelu_inner (float v)
 }
 void vlm_gelu_generic (float *x, const float *mul, gsize n);
 void vlm_softmax_generic (float *x, gsize n);
+void vlm_norm_generic (float *out, const float *x, const float *w, const float *b, int D,
+                       float eps);
 /* The larger of max and x[i] for i < n, NaNs left out (the sets' tails). */
 float vlm_max_generic (const float *x, gsize n, float max);
 /* x[i] = exp (x[i] - shift) for i < n; returns their sum (the sets' tails). */

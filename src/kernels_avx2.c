@@ -374,4 +374,5 @@ const VlmKernels vlm_kernels_avx2 = {
     .widen = { widen_f32, widen_bf16, widen_f16, widen_q8, widen_q4 },
     .gelu = gelu,
     .softmax = softmax,
+    .norm = vlm_norm_generic,
 };

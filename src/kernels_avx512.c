@@ -315,6 +315,41 @@ static void softmax (float *x, gsize n)
         x[i] *= inv;
 }
 
+/* The sums in double, 16 values a step in two vectors of 8. */
+static double sum_sq_about (const float *r, int D, double centre, gboolean square)
+{
+    const __m512d c = _mm512_set1_pd (centre);
+    __m512d s0 = _mm512_setzero_pd (), s1 = s0;
+    int k = 0;
+    for (; k + 16 <= D; k += 16) {
+        __m512 v = _mm512_loadu_ps (r + k);
+        __m512d a = _mm512_sub_pd (_mm512_cvtps_pd (_mm512_castps512_ps256 (v)), c);
+        __m512d b = _mm512_sub_pd (_mm512_cvtps_pd (_mm256_castpd_ps (
+                                       _mm512_extractf64x4_pd (_mm512_castps_pd (v), 1))), c);
+        s0 = square ? _mm512_fmadd_pd (a, a, s0) : _mm512_add_pd (s0, a);
+        s1 = square ? _mm512_fmadd_pd (b, b, s1) : _mm512_add_pd (s1, b);
+    }
+    double t = _mm512_reduce_add_pd (_mm512_add_pd (s0, s1));
+    for (; k < D; k++)
+        t += square ? (r[k] - centre) * (r[k] - centre) : r[k] - centre;
+    return t;
+}
+
+static void norm (float *o, const float *r, const float *w, const float *b, int D, float eps)
+{
+    double mean = b ? sum_sq_about (r, D, 0, FALSE) / D : 0;
+    const __m512 inv = _mm512_set1_ps ((float) (1.0 / sqrt (sum_sq_about (r, D, mean, TRUE) / D + eps)));
+    const __m512 m = _mm512_set1_ps ((float) mean), one = _mm512_set1_ps (1.0f);
+    for (int k = 0; k < D; k += 16) {
+        __mmask16 n = first_n (D - k);
+        __m512 v = _mm512_maskz_loadu_ps (n, r + k), wv = _mm512_maskz_loadu_ps (n, w + k);
+        v = b ? _mm512_fmadd_ps (_mm512_mul_ps (_mm512_sub_ps (v, m), inv), wv,
+                                 _mm512_maskz_loadu_ps (n, b + k))
+              : _mm512_mul_ps (_mm512_mul_ps (v, inv), _mm512_add_ps (one, wv));
+        _mm512_mask_storeu_ps (o + k, n, v);
+    }
+}
+
 const VlmKernels vlm_kernels_avx512 = {
     .name = "avx512",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8, rows_q4 },
@@ -323,6 +358,7 @@ const VlmKernels vlm_kernels_avx512 = {
               &vlm_gemm_avx512 },
     .gelu = gelu,
     .softmax = softmax,
+    .norm = norm,
 };
 
 /* ---- AVX-512 VNNI: integer dot products for Q8/Q4 ----
@@ -523,4 +559,5 @@ const VlmKernels vlm_kernels_avx512_vnni = {
               &vlm_gemm_avx512 },
     .gelu = gelu,
     .softmax = softmax,
+    .norm = norm,
 };

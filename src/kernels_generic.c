@@ -128,6 +128,48 @@ void vlm_gelu_generic (float *x, const float *mul, gsize n)
     }
 }
 
+/* Sums in double, four at a time (one running sum would wait on each
+ * addition). */
+static double sum_d (const float *r, int D)
+{
+    double s[4] = { 0, 0, 0, 0 };
+    int j = 0;
+    for (; j + 4 <= D; j += 4)
+        for (int k = 0; k < 4; k++)
+            s[k] += r[j + k];
+    for (; j < D; j++)
+        s[0] += r[j];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static double sum_sq_d (const float *r, int D, double centre)
+{
+    double s[4] = { 0, 0, 0, 0 };
+    int j = 0;
+    for (; j + 4 <= D; j += 4)
+        for (int k = 0; k < 4; k++)
+            s[k] += (r[j + k] - centre) * (r[j + k] - centre);
+    for (; j < D; j++)
+        s[0] += (r[j] - centre) * (r[j] - centre);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+void vlm_norm_generic (float *o, const float *r, const float *w, const float *b, int D,
+                       float eps)
+{
+    if (b) {
+        double mean = sum_d (r, D) / D;
+        float inv = (float) (1.0 / sqrt (sum_sq_d (r, D, mean) / D + eps));
+        float m = (float) mean;
+        for (int k = 0; k < D; k++)
+            o[k] = (r[k] - m) * inv * w[k] + b[k];
+    } else {
+        float inv = (float) (1.0 / sqrt (sum_sq_d (r, D, 0) / D + eps));
+        for (int k = 0; k < D; k++)
+            o[k] = (r[k] * inv) * (1.0f + w[k]);
+    }
+}
+
 float vlm_max_generic (const float *x, gsize n, float max)
 {
     for (gsize i = 0; i < n; i++) /* not fmaxf: a libm call per value */
@@ -230,4 +272,5 @@ const VlmKernels vlm_kernels_generic = {
     .widen = { widen_any, widen_any, widen_any, widen_any, widen_any },
     .gelu = vlm_gelu_generic,
     .softmax = vlm_softmax_generic,
+    .norm = vlm_norm_generic,
 };

@@ -8,32 +8,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Sums in double, four at a time (one running sum would wait on each
- * addition). */
-static double sum_d (const float *r, int D)
-{
-    double s[4] = { 0, 0, 0, 0 };
-    int j = 0;
-    for (; j + 4 <= D; j += 4)
-        for (int k = 0; k < 4; k++)
-            s[k] += r[j + k];
-    for (; j < D; j++)
-        s[0] += r[j];
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-static double sum_sq_d (const float *r, int D, double centre)
-{
-    double s[4] = { 0, 0, 0, 0 };
-    int j = 0;
-    for (; j + 4 <= D; j += 4)
-        for (int k = 0; k < 4; k++)
-            s[k] += (r[j + k] - centre) * (r[j + k] - centre);
-    for (; j < D; j++)
-        s[0] += (r[j] - centre) * (r[j] - centre);
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
 typedef struct {
     float *out;
     const float *x, *w, *b;   /* b NULL: RMSNorm */
@@ -44,23 +18,11 @@ typedef struct {
 static void norm_part (int ith, int nth, gpointer data)
 {
     const NormJob *j = data;
-    int a, e, D = j->D;
+    const VlmKernels *kern = vlm_kernels_get ();
+    int a, e;
     vlm_split (j->M, ith, nth, 1, &a, &e);
-    for (int i = a; i < e; i++) {
-        const float *r = j->x + (gsize) i * D;
-        float *o = j->out + (gsize) i * D;
-        if (j->b) {
-            double mean = sum_d (r, D) / D;
-            float inv = (float) (1.0 / sqrt (sum_sq_d (r, D, mean) / D + j->eps));
-            float m = (float) mean;
-            for (int k = 0; k < D; k++)
-                o[k] = (r[k] - m) * inv * j->w[k] + j->b[k];
-        } else {
-            float inv = (float) (1.0 / sqrt (sum_sq_d (r, D, 0) / D + j->eps));
-            for (int k = 0; k < D; k++)
-                o[k] = (r[k] * inv) * (1.0f + j->w[k]);
-        }
-    }
+    for (int i = a; i < e; i++)
+        kern->norm (j->out + (gsize) i * j->D, j->x + (gsize) i * j->D, j->w, j->b, j->D, j->eps);
 }
 
 static void run_norm (VlmThreadPool *pool, const NormJob *job)
