@@ -285,6 +285,45 @@ static void softmax (float *x, gsize n)
         x[i] *= inv;
 }
 
+/* The sums in double, 8 values a step in two vectors of 4. */
+static double sum_sq_about (const float *r, int D, double centre, gboolean square)
+{
+    const __m256d c = _mm256_set1_pd (centre);
+    __m256d s0 = _mm256_setzero_pd (), s1 = s0;
+    int k = 0;
+    for (; k + 8 <= D; k += 8) {
+        __m256 v = _mm256_loadu_ps (r + k);
+        __m256d a = _mm256_sub_pd (_mm256_cvtps_pd (_mm256_castps256_ps128 (v)), c);
+        __m256d b = _mm256_sub_pd (_mm256_cvtps_pd (_mm256_extractf128_ps (v, 1)), c);
+        s0 = square ? _mm256_fmadd_pd (a, a, s0) : _mm256_add_pd (s0, a);
+        s1 = square ? _mm256_fmadd_pd (b, b, s1) : _mm256_add_pd (s1, b);
+    }
+    double lanes[4];
+    _mm256_storeu_pd (lanes, _mm256_add_pd (s0, s1));
+    double t = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; k < D; k++)
+        t += square ? (r[k] - centre) * (r[k] - centre) : r[k] - centre;
+    return t;
+}
+
+static void norm (float *o, const float *r, const float *w, const float *b, int D, float eps)
+{
+    double mean = b ? sum_sq_about (r, D, 0, FALSE) / D : 0;
+    float inv = (float) (1.0 / sqrt (sum_sq_about (r, D, mean, TRUE) / D + eps));
+    const __m256 iv = _mm256_set1_ps (inv), m = _mm256_set1_ps ((float) mean),
+                 one = _mm256_set1_ps (1.0f);
+    int k = 0;
+    for (; k + 8 <= D; k += 8) {
+        __m256 v = _mm256_loadu_ps (r + k), wv = _mm256_loadu_ps (w + k);
+        v = b ? _mm256_fmadd_ps (_mm256_mul_ps (_mm256_sub_ps (v, m), iv), wv,
+                                 _mm256_loadu_ps (b + k))
+              : _mm256_mul_ps (_mm256_mul_ps (v, iv), _mm256_add_ps (one, wv));
+        _mm256_storeu_ps (o + k, v);
+    }
+    for (; k < D; k++)
+        o[k] = b ? (r[k] - (float) mean) * inv * w[k] + b[k] : (r[k] * inv) * (1.0f + w[k]);
+}
+
 /* ---- integer dot products for Q8/Q4 ----
  * vpmaddubsw multiplies unsigned bytes with signed ones in pairs, summed
  * into int16 with saturation. x comes in two int8 parts (vlm_int_x_new: 16
@@ -374,5 +413,5 @@ const VlmKernels vlm_kernels_avx2 = {
     .widen = { widen_f32, widen_bf16, widen_f16, widen_q8, widen_q4 },
     .gelu = gelu,
     .softmax = softmax,
-    .norm = vlm_norm_generic,
+    .norm = norm,
 };
