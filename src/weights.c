@@ -224,6 +224,13 @@ static gboolean is_mlx_quantized (VlmWeights *w, const char *name)
     return vlm_tensor_store_find (w->store, sn) != NULL;
 }
 
+/* The matrix type of a float tensor (float_dtype holds). */
+static VlmMatType float_mat_type (const VlmTensorInfo *t)
+{
+    return t->dtype == VLM_DTYPE_F32 ? VLM_MAT_F32
+           : t->dtype == VLM_DTYPE_BF16 ? VLM_MAT_BF16 : VLM_MAT_F16;
+}
+
 /* Quantize a float tensor a slice of rows at a time, so that loading never
  * holds more than one slice as float32 beside the result. */
 static void quantize (VlmWeights *w, const VlmTensorInfo *t, gint64 rows,
@@ -235,15 +242,15 @@ static void quantize (VlmWeights *w, const VlmTensorInfo *t, gint64 rows,
     gsize elem = vlm_dtype_size (t->dtype);
     /* the tensor as stored, widened a row at a time by the CPU's kernel
      * (element by element, it took a fifth of a Q4 load) */
-    VlmMatrix src = { .type = t->dtype == VLM_DTYPE_F32 ? VLM_MAT_F32
-                              : t->dtype == VLM_DTYPE_BF16 ? VLM_MAT_BF16 : VLM_MAT_F16,
-                      .rows = rows, .cols = cols, .data = t->data, .row_bytes = cols * elem };
+    VlmMatrix src = { .type = float_mat_type (t), .rows = rows, .cols = cols, .data = t->data,
+                      .row_bytes = cols * elem };
     gboolean aligned = (guintptr) t->data % elem == 0;
     for (gint64 r = 0; r < rows; r += slice) {
         gint64 n = MIN (slice, rows - r);
-        for (gint64 i = 0; i < n && aligned; i++)
-            vlm_matrix_widen (&src, r + i, 0, cols, buf + i * cols);
-        if (!aligned)
+        if (aligned)
+            for (gint64 i = 0; i < n; i++)
+                vlm_matrix_widen (&src, r + i, 0, cols, buf + i * cols);
+        else
             convert (t, r * cols, n * cols, buf);
         vlm_matrix_quantize_rows (m, r, n, buf);
         release_pages (t->data + r * cols * elem, n * cols * elem);
@@ -275,8 +282,7 @@ gboolean vlm_weights_get_matrix (VlmWeights *w, const char *name, gint64 rows,
             *m = (VlmMatrix) { .type = VLM_MAT_F32, .rows = rows, .cols = cols,
                                .data = f, .row_bytes = cols * sizeof (float) };
         } else {
-            VlmMatType type = t->dtype == VLM_DTYPE_F32 ? VLM_MAT_F32
-                              : t->dtype == VLM_DTYPE_BF16 ? VLM_MAT_BF16 : VLM_MAT_F16;
+            VlmMatType type = float_mat_type (t);
             *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols,
                                .data = t->data, .row_bytes = cols * elem,
                                .bf16_dot = type == VLM_MAT_BF16 && w->bf16_dot };
