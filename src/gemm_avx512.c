@@ -173,6 +173,13 @@ static void pack_part (gpointer packed, int ith, int nth)
     guint32 *pairs = p->bf16 ? g_new (guint32, (gsize) 32 * P) : NULL;
     for (int m = 0; ith == 0 && m < p->tail; m++) {
         int mm = p->M - p->tail + m;
+        guint32 *dst = p->tail_x + (gsize) m * 16;
+        if (p->xt) { /* token mm is column mm of x^T (float32 only) */
+            for (int e = 0; e < K; e++)
+                memcpy (dst + ((gsize) e / 16 * p->tail) * 16 + e % 16,
+                        p->x + (gsize) e * p->ldx + mm, 4);
+            continue;
+        }
         const float *row = p->x + (gsize) mm * p->ldx;
         const guint32 *src = (const guint32 *) row;
         if (p->bf16) {
@@ -180,8 +187,7 @@ static void pack_part (gpointer packed, int ith, int nth)
             row_to_pairs (row, K, pairs);
         }
         for (int e = 0; e < p->K4; e++)
-            memcpy (p->tail_x + ((gsize) e / 16 * p->tail + m) * 16 + e % 16,
-                    p->xt ? (const guint32 *) (p->x + (gsize) e * p->ldx + mm) : src + e, 4);
+            memcpy (dst + ((gsize) e / 16 * p->tail) * 16 + e % 16, src + e, 4);
     }
     vlm_split (p->n_tiles, ith, nth, 1, &t0, &t1);
     for (int t = t0; t < t1; t++) {
@@ -430,9 +436,9 @@ static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize
                     tile (a, wp + (gsize) i * row_step, ldw, kc, yt + (gsize) i * ld + 32 * t,
                           ld, MIN (NR, nb - i));
             }
-            int m0 = M - p->tail;
             if (p->tail) { /* its chunks from column k0 (pair k0 / 2) */
                 const guint32 *tx = p->tail_x + (gsize) k0 / (p->bf16 ? 32 : 16) * 16 * p->tail;
+                int m0 = M - p->tail;
                 if (p->bf16) /* kc / 2 pairs, rows ldw bytes apart */
                     tail_bf16 (wp, ldw, nb, kc / 2, tx, p->tail, yt + m0, ld);
                 else
