@@ -285,8 +285,9 @@ static void softmax (float *x, gsize n)
         x[i] *= inv;
 }
 
-/* The sums in double, 8 values a step in two vectors of 4. */
-static double sum_sq_about (const float *r, int D, double centre, gboolean square)
+/* The sum of r[k] - centre (or of its squares) in double, 8 values a step
+ * in two vectors of 4. */
+static double sum_about (const float *r, int D, double centre, gboolean square)
 {
     const __m256d c = _mm256_set1_pd (centre);
     __m256d s0 = _mm256_setzero_pd (), s1 = s0;
@@ -308,8 +309,8 @@ static double sum_sq_about (const float *r, int D, double centre, gboolean squar
 
 static void norm (float *o, const float *r, const float *w, const float *b, int D, float eps)
 {
-    double mean = b ? sum_sq_about (r, D, 0, FALSE) / D : 0;
-    float inv = (float) (1.0 / sqrt (sum_sq_about (r, D, mean, TRUE) / D + eps));
+    double mean = b ? sum_about (r, D, 0, FALSE) / D : 0;
+    float inv = (float) (1.0 / sqrt (sum_about (r, D, mean, TRUE) / D + eps));
     const __m256 iv = _mm256_set1_ps (inv), m = _mm256_set1_ps ((float) mean),
                  one = _mm256_set1_ps (1.0f);
     int k = 0;

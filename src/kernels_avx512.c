@@ -315,8 +315,9 @@ static void softmax (float *x, gsize n)
         x[i] *= inv;
 }
 
-/* The sums in double, 16 values a step in two vectors of 8. */
-static double sum_sq_about (const float *r, int D, double centre, gboolean square)
+/* The sum of r[k] - centre (or of its squares) in double, 16 values a
+ * step in two vectors of 8. */
+static double sum_about (const float *r, int D, double centre, gboolean square)
 {
     const __m512d c = _mm512_set1_pd (centre);
     __m512d s0 = _mm512_setzero_pd (), s1 = s0;
@@ -337,8 +338,8 @@ static double sum_sq_about (const float *r, int D, double centre, gboolean squar
 
 static void norm (float *o, const float *r, const float *w, const float *b, int D, float eps)
 {
-    double mean = b ? sum_sq_about (r, D, 0, FALSE) / D : 0;
-    const __m512 inv = _mm512_set1_ps ((float) (1.0 / sqrt (sum_sq_about (r, D, mean, TRUE) / D + eps)));
+    double mean = b ? sum_about (r, D, 0, FALSE) / D : 0;
+    const __m512 inv = _mm512_set1_ps ((float) (1.0 / sqrt (sum_about (r, D, mean, TRUE) / D + eps)));
     const __m512 m = _mm512_set1_ps ((float) mean), one = _mm512_set1_ps (1.0f);
     for (int k = 0; k < D; k += 16) {
         __mmask16 n = first_n (D - k);
