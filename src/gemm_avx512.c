@@ -32,6 +32,7 @@
 #define ROW_BLOCK 240  /* weight rows per y^T block (a multiple of NR) */
 #define COL_BLOCK 512  /* columns per panel: 240 rows x 2 KB (float32) in L2 */
 #define BF16 __attribute__ ((target ("avx512bf16")))
+#define VNNI __attribute__ ((target ("avx512vnni")))
 
 /* Tokens past the last whole tile, up to 16 of them (a prompt's few
  * after 256 image tokens), are not a tile: a tile of one vector ran at
@@ -43,16 +44,22 @@
 /* The tail's chunks of 16 columns (or pairs) start at column blocks. */
 _Static_assert (COL_BLOCK % 32 == 0, "a column block is whole chunks of bf16 pairs");
 
+typedef enum { ARITH_F32, ARITH_BF16, ARITH_INT16 } Arith;
+
 typedef struct {
     const float *x;       /* x[m, k] at x[m * ldx + k], or x[k * ldx + m] if xt */
     gsize ldx;
     gboolean xt;
     int M, K, n_tiles;
     int tail;             /* tokens [M - tail, M) for the tail kernels */
-    gboolean bf16;
-    /* tile t from t * 32 * K floats: [K][32] floats, or [K/2][32] bf16
-     * pairs (a last tile of 17 to 31 tokens is padded) */
+    Arith arith;
+    /* tile t from t * 32 * K4: [K][32] floats, or [K4][32] bf16 or int16
+     * pairs (a last tile of 17 to 31 tokens, or any for int16, is padded) */
     guint32 *data;
+    /* int16: the columns in subgroups of 32 (Kp of them, zero past K);
+     * each tile's steps and sums of its tokens' subgroups, [Kp / 32][32] */
+    int Kp;
+    float *dx, *xs;
     /* the tail's x (float32 values or bf16 pairs; K4 of them a token) in
      * chunks of 16: [(K4 + 15) / 16][tail][16], zero-padded. Rows of x are K
      * apart, a multiple of 4 KB here: the tokens' values at one column
@@ -62,15 +69,21 @@ typedef struct {
 } PackedX;
 
 static gpointer packed_new (const float *x, int M, int K, gsize ldx, gboolean xt,
-                            gboolean bf16)
+                            Arith arith)
 {
     PackedX *p = g_new0 (PackedX, 1);
-    int tail = M % 32 <= TAIL_MAX ? M % 32 : 0;
-    *p = (PackedX) { x, ldx, xt, M, K, (M - tail + 31) / 32, tail, bf16 };
-    p->data = g_malloc (sizeof (float) * 32 * K * MAX (p->n_tiles, 1));
+    int tail = M % 32 <= TAIL_MAX && arith != ARITH_INT16 ? M % 32 : 0;
+    *p = (PackedX) { x, ldx, xt, M, K, (M - tail + 31) / 32, tail, arith };
+    p->Kp = (K + 31) / 32 * 32;
+    p->K4 = arith == ARITH_F32 ? K : arith == ARITH_BF16 ? K / 2 : p->Kp / 2;
+    gsize tile = (gsize) 32 * p->K4;
+    p->data = g_malloc (sizeof (guint32) * tile * MAX (p->n_tiles, 1));
     if (M % 32 && !tail) /* the lanes past M, multiplied but never stored: not NaN */
-        memset (p->data + (gsize) 32 * K * (p->n_tiles - 1), 0, sizeof (float) * 32 * K);
-    p->K4 = bf16 ? K / 2 : K;
+        memset (p->data + tile * (p->n_tiles - 1), 0, sizeof (guint32) * tile);
+    if (arith == ARITH_INT16) {
+        p->dx = g_new0 (float, (gsize) p->n_tiles * p->Kp);
+        p->xs = g_new0 (float, (gsize) p->n_tiles * p->Kp);
+    }
     if (tail)
         p->tail_x = g_new0 (guint32, (gsize) (p->K4 + 15) / 16 * 16 * tail);
     return p;
@@ -78,17 +91,22 @@ static gpointer packed_new (const float *x, int M, int K, gsize ldx, gboolean xt
 
 static gpointer pack_new (const float *x, int M, int K)
 {
-    return packed_new (x, M, K, K, FALSE, FALSE);
+    return packed_new (x, M, K, K, FALSE, ARITH_F32);
 }
 
 static gpointer pack_new_strided (const float *x, int M, int K, gsize ldx, gboolean transposed)
 {
-    return packed_new (x, M, K, ldx, transposed, FALSE);
+    return packed_new (x, M, K, ldx, transposed, ARITH_F32);
 }
 
 static gpointer pack_new_bf16 (const float *x, int M, int K)
 {
-    return packed_new (x, M, K, K, FALSE, TRUE);
+    return packed_new (x, M, K, K, FALSE, ARITH_BF16);
+}
+
+static gpointer pack_new_int16 (const float *x, int M, int K)
+{
+    return packed_new (x, M, K, K, FALSE, ARITH_INT16);
 }
 
 /* Rounds to nearest even, as vcvtne2ps2bf16 (which keeps NaNs NaN). */
@@ -110,6 +128,31 @@ BF16 static void row_to_pairs (const float *row, int K, guint32 *pairs)
             _mm512_loadu_ps (row + k + 16), _mm512_loadu_ps (row + k)));
     for (; k < K; k += 2)
         pairs[k / 2] = bf16_bits (row[k]) | bf16_bits (row[k + 1]) << 16;
+}
+
+/* Row m of x as int16 pairs, in subgroups of 32 columns (zero past K):
+ * x ~ step * code with codes within +-32767 (16 bits of precision, as the
+ * row kernels' two int8 parts), each subgroup's step and exact sum to
+ * dx[32 g], xs[32 g] (a tile's tokens side by side). A NaN or infinity
+ * reaches y through the sum. */
+static void row_to_int16 (const float *row, int K, int Kp, guint32 *pairs, float *dx,
+                          float *xs)
+{
+    for (int k = 0; k < Kp; k += 32) {
+        __mmask16 m0 = K - k >= 16 ? 0xffff : K > k ? (__mmask16) ((1u << (K - k)) - 1) : 0;
+        __mmask16 m1 = K - k >= 32 ? 0xffff
+                       : K > k + 16 ? (__mmask16) ((1u << (K - k - 16)) - 1) : 0;
+        __m512 a = _mm512_maskz_loadu_ps (m0, row + k), b = _mm512_maskz_loadu_ps (m1, row + k + 16);
+        float amax = _mm512_reduce_max_ps (_mm512_max_ps (_mm512_abs_ps (a), _mm512_abs_ps (b)));
+        float inv = amax > 0 ? 32767.0f / amax : 0.0f;
+        __m512 sc = _mm512_set1_ps (inv);
+        __m256i qa = _mm512_cvtsepi32_epi16 (_mm512_cvtps_epi32 (_mm512_mul_ps (a, sc)));
+        __m256i qb = _mm512_cvtsepi32_epi16 (_mm512_cvtps_epi32 (_mm512_mul_ps (b, sc)));
+        _mm512_storeu_si512 (pairs + k / 2,
+                             _mm512_inserti64x4 (_mm512_castsi256_si512 (qa), qb, 1));
+        dx[k] = amax / 32767.0f;
+        xs[k] = _mm512_reduce_add_ps (_mm512_add_ps (a, b));
+    }
 }
 
 /* 16 x 16 floats, r[i] row i, transposed in place through registers. */
@@ -168,9 +211,10 @@ static void transpose (const void *src, gsize lds, int rows, int cols, void *dst
 static void pack_part (gpointer packed, int ith, int nth)
 {
     PackedX *p = packed;
-    int t0, t1, K = p->K, P = K / 2;
-    /* bf16: a tile's rows as pairs, transposed like float32 values */
-    guint32 *pairs = p->bf16 ? g_new (guint32, (gsize) 32 * P) : NULL;
+    int t0, t1, K = p->K, P = p->K4;
+    /* bf16 and int16: a tile's rows as pairs, transposed like float32
+     * values */
+    guint32 *pairs = p->arith != ARITH_F32 ? g_new (guint32, (gsize) 32 * P) : NULL;
     for (int m = 0; ith == 0 && m < p->tail; m++) {
         int mm = p->M - p->tail + m;
         guint32 *dst = p->tail_x + (gsize) m * 16;
@@ -182,7 +226,7 @@ static void pack_part (gpointer packed, int ith, int nth)
         }
         const float *row = p->x + (gsize) mm * p->ldx;
         const guint32 *src = (const guint32 *) row;
-        if (p->bf16) {
+        if (p->arith == ARITH_BF16) {
             src = pairs;
             row_to_pairs (row, K, pairs);
         }
@@ -193,18 +237,22 @@ static void pack_part (gpointer packed, int ith, int nth)
     for (int t = t0; t < t1; t++) {
         int n = MIN (p->M - 32 * t, 32);
         const float *x = p->x + (gsize) 32 * t * (p->xt ? 1 : p->ldx);
-        guint32 *d = p->data + (gsize) t * 32 * K;
+        guint32 *d = p->data + (gsize) t * 32 * P;
         if (p->xt) { /* x^T's rows are the tile's columns already */
             for (int k = 0; k < K; k++)
                 memcpy (d + (gsize) k * 32, x + (gsize) k * p->ldx, sizeof (float) * n);
             continue;
         }
-        if (!p->bf16) {
+        if (p->arith == ARITH_F32) {
             transpose (x, p->ldx, n, K, d, 32);
             continue;
         }
         for (int m = 0; m < n; m++)
-            row_to_pairs (x + (gsize) m * p->ldx, K, pairs + (gsize) m * P);
+            if (p->arith == ARITH_BF16)
+                row_to_pairs (x + (gsize) m * p->ldx, K, pairs + (gsize) m * P);
+            else
+                row_to_int16 (x + (gsize) m * p->ldx, K, p->Kp, pairs + (gsize) m * P,
+                              p->dx + (gsize) t * p->Kp + m, p->xs + (gsize) t * p->Kp + m);
         transpose (pairs, P, n, P, d, 32);
     }
     g_free (pairs);
@@ -215,6 +263,8 @@ static void packed_free (gpointer packed)
     PackedX *p = packed;
     g_free (p->data);
     g_free (p->tail_x);
+    g_free (p->dx);
+    g_free (p->xs);
     g_free (p);
 }
 
@@ -291,6 +341,65 @@ typedef void (*TileFunc) (const guint32 *a, const void *w, gsize ldw, int kc, fl
 
 TILE_ANY (tile_any, tile_kernel, )
 TILE_ANY (tile_any_bf16, tile_kernel_bf16, BF16)
+
+/* yt += panel rows (int16 codes, kc apart; each subgroup's scale and
+ * offset in s and o, lds apart) . x int16 pairs over kc columns, dx and xs
+ * the tile's steps and sums of its subgroups. Per subgroup of 32 columns
+ * the 16 pairs' products are summed exactly in int32 (codes below 2^8,
+ * x within 2^15: at most 2^28), then scaled into the float32 sums:
+ * y += s dx sum + o xs. Twice the products of a float32 FMA each, at 4
+ * float32 operations per 16 (24 accumulators: 6 rows). */
+#define NR_INT 6
+_Static_assert (ROW_BLOCK % NR_INT == 0, "a row block is whole int16 kernel calls");
+
+VNNI static inline __attribute__ ((always_inline)) void
+tile_kernel_int16 (const guint32 *a, const gint16 *w, int kc, const float *s, const float *o,
+                   int lds, const float *dx, const float *xs, float *yt, int ld, const int nr)
+{
+    LOAD_ACC
+    for (int g = 0; g < kc / 32; g++) {
+        __m512i ia[NR_INT][2];
+#pragma GCC unroll 16
+        for (int q = 0; q < 16; q++) {
+            __m512i x0 = _mm512_loadu_si512 (a), x1 = _mm512_loadu_si512 (a + 16);
+#pragma GCC unroll 6
+            for (int i = 0; i < nr; i++) {
+                guint32 pair;
+                memcpy (&pair, w + (gsize) i * kc + 32 * g + 2 * q, 4);
+                __m512i wb = _mm512_set1_epi32 ((int) pair);
+                ia[i][0] = q ? _mm512_dpwssd_epi32 (ia[i][0], x0, wb) : _mm512_madd_epi16 (x0, wb);
+                ia[i][1] = q ? _mm512_dpwssd_epi32 (ia[i][1], x1, wb) : _mm512_madd_epi16 (x1, wb);
+            }
+            a += 32;
+        }
+        __m512 d[2] = { _mm512_loadu_ps (dx + 32 * g), _mm512_loadu_ps (dx + 32 * g + 16) };
+        __m512 sum[2] = { _mm512_loadu_ps (xs + 32 * g), _mm512_loadu_ps (xs + 32 * g + 16) };
+#pragma GCC unroll 6
+        for (int i = 0; i < nr; i++) {
+            __m512 si = _mm512_set1_ps (s[(gsize) i * lds + g]);
+            __m512 oi = _mm512_set1_ps (o[(gsize) i * lds + g]);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                acc[i][h] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (ia[i][h]),
+                                             _mm512_mul_ps (d[h], si), acc[i][h]);
+                acc[i][h] = _mm512_fmadd_ps (sum[h], oi, acc[i][h]);
+            }
+        }
+    }
+    STORE_ACC
+}
+
+VNNI static void tile_any_int16 (const guint32 *a, const gint16 *w, int kc, const float *s,
+                                 const float *o, int lds, const float *dx, const float *xs,
+                                 float *yt, int ld, int nr)
+{
+    switch (nr) {
+#define CASE_INT(N)                                                            \
+    case N: tile_kernel_int16 (a, w, kc, s, o, lds, dx, xs, yt, ld, N); break;
+    CASE_INT (1) CASE_INT (2) CASE_INT (3) CASE_INT (4) CASE_INT (5) CASE_INT (6)
+#undef CASE_INT
+    }
+}
 
 /* yt[i, j] += W row i . x_j over kc columns for rows i < nb and tokens
  * j < n: float32 (rows ldw floats apart), and bf16 pairs (rows ldw bytes
@@ -391,24 +500,68 @@ tail_row_bf16 (const guint8 *wi, int np, const guint32 *x, gsize cs, float *yt, 
 TAIL_ANY (tail_f32, tail_row_f32, float, float, )
 TAIL_ANY (tail_bf16, tail_row_bf16, guint8, guint32, BF16)
 
+/* Codes of quantized W[r, k0 .. k0 + kc) as int16 (k0 and kc multiples of
+ * 32, within one piece), and each subgroup's scale and offset as float32. */
+static void codes_row (const VlmMatrix *w, int r, int k0, int kc, gint16 *out, float *s,
+                       float *o)
+{
+    int pc = w->piece_cols, j0 = pc ? k0 % pc : k0;
+    VlmMatrix v = vlm_matrix_piece (w, pc ? k0 / pc : 0);
+    const guint8 *row = (const guint8 *) v.data + (gsize) r * v.row_bytes;
+    const guint16 *vs = v.scales + (gsize) r * v.n_groups, *vo = v.biases + (gsize) r * v.n_groups;
+    for (int j = 0; j < kc; j += 32) {
+        __m512i c;
+        if (v.type == VLM_MAT_Q8) {
+            c = _mm512_cvtepu8_epi16 (_mm256_loadu_si256 ((const __m256i *) (row + j0 + j)));
+        } else { /* byte k: code 2k low, 2k + 1 high -> int32 lane k, a pair */
+            __m512i b = _mm512_cvtepu8_epi32 (_mm_loadu_si128 ((const __m128i *) (row + (j0 + j) / 2)));
+            c = _mm512_or_si512 (_mm512_and_si512 (b, _mm512_set1_epi32 (15)),
+                                 _mm512_slli_epi32 (_mm512_srli_epi32 (b, 4), 16));
+        }
+        _mm512_storeu_si512 (out + j, c);
+        int g = (j0 + j) / v.group;
+        s[j / 32] = _cvtsh_ss (vs[g]);
+        o[j / 32] = _cvtsh_ss (vo[g]);
+    }
+}
+
 /* y[m, r] (rows ldy apart) for rows [r0, r1), or y^T[r, m] if yt. */
 static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize ldy,
                        gboolean yt_out, int r0, int r1)
 {
     const PackedX *p = packed;
-    int M = p->M, K = p->K, ld = 32 * ((M + 31) / 32);
+    gboolean int16 = p->arith == ARITH_INT16, bf16 = p->arith == ARITH_BF16;
+    int M = p->M, K = int16 ? p->Kp : p->K, ld = 32 * ((M + 31) / 32);
     int max_rows = MIN (ROW_BLOCK, r1 - r0), max_cols = MIN (COL_BLOCK, K);
     float *yt = g_malloc (sizeof (float) * max_rows * ld);
-    /* float32 from other types: widened panels; bf16 pairs and float32:
-     * the weights where they are */
-    gboolean widen = !p->bf16 && w->type != VLM_MAT_F32;
+    /* float32 from other types: widened panels; int16: codes, scales and
+     * offsets; bf16 pairs and float32: the weights where they are */
+    gboolean widen = p->arith == ARITH_F32 && w->type != VLM_MAT_F32;
     float *panel = widen ? g_malloc (sizeof (float) * max_rows * max_cols) : NULL;
-    TileFunc tile = p->bf16 ? tile_any_bf16 : tile_any;
+    gint16 *codes = int16 ? g_malloc (sizeof (gint16) * max_rows * max_cols) : NULL;
+    float *so = int16 ? g_malloc (sizeof (float) * max_rows * max_cols / 16) : NULL;
+    TileFunc tile = bf16 ? tile_any_bf16 : tile_any;
     for (int b0 = r0; b0 < r1; b0 += ROW_BLOCK) {
         int nb = MIN (ROW_BLOCK, r1 - b0);
         memset (yt, 0, sizeof (float) * nb * ld);
         for (int k0 = 0; k0 < K; k0 += COL_BLOCK) {
             int kc = MIN (COL_BLOCK, K - k0);
+            if (int16) { /* scales [nb][lds], then offsets */
+                int lds = kc / 32;
+                float *s = so, *o = so + (gsize) nb * lds;
+                for (int i = 0; i < nb; i++)
+                    codes_row (w, b0 + i, k0, kc, codes + (gsize) i * kc, s + (gsize) i * lds,
+                               o + (gsize) i * lds);
+                for (int t = 0; t < p->n_tiles; t++) {
+                    const guint32 *a = p->data + (gsize) t * 32 * p->K4 + (gsize) k0 / 2 * 32;
+                    const float *dx = p->dx + (gsize) t * p->Kp + k0, *xs = p->xs + (gsize) t * p->Kp + k0;
+                    for (int i = 0; i < nb; i += NR_INT)
+                        tile_any_int16 (a, codes + (gsize) i * kc, kc, s + (gsize) i * lds,
+                                        o + (gsize) i * lds, lds, dx, xs,
+                                        yt + (gsize) i * ld + 32 * t, ld, MIN (NR_INT, nb - i));
+                }
+                continue;
+            }
             const guint8 *wp;
             gsize ldw; /* rows apart: floats (float32 kernel) or bytes (bf16) */
             if (widen) {
@@ -426,20 +579,20 @@ static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize
                 ldw = kc;
             } else {
                 wp = (const guint8 *) w->data + (gsize) b0 * w->row_bytes +
-                     (gsize) k0 * (p->bf16 ? 2 : 4);
-                ldw = p->bf16 ? w->row_bytes : w->row_bytes / sizeof (float);
+                     (gsize) k0 * (bf16 ? 2 : 4);
+                ldw = bf16 ? w->row_bytes : w->row_bytes / sizeof (float);
             }
-            gsize row_step = p->bf16 ? ldw : ldw * sizeof (float);
+            gsize row_step = bf16 ? ldw : ldw * sizeof (float);
             for (int t = 0; t < p->n_tiles; t++) {
-                const guint32 *a = p->data + (gsize) t * 32 * K + (gsize) k0 * 32 / (p->bf16 ? 2 : 1);
+                const guint32 *a = p->data + (gsize) t * 32 * p->K4 + (gsize) k0 * 32 / (bf16 ? 2 : 1);
                 for (int i = 0; i < nb; i += NR)
                     tile (a, wp + (gsize) i * row_step, ldw, kc, yt + (gsize) i * ld + 32 * t,
                           ld, MIN (NR, nb - i));
             }
             if (p->tail) { /* its chunks from column k0 (pair k0 / 2) */
-                const guint32 *tx = p->tail_x + (gsize) k0 / (p->bf16 ? 32 : 16) * 16 * p->tail;
+                const guint32 *tx = p->tail_x + (gsize) k0 / (bf16 ? 32 : 16) * 16 * p->tail;
                 int m0 = M - p->tail;
-                if (p->bf16) /* kc / 2 pairs, rows ldw bytes apart */
+                if (bf16) /* kc / 2 pairs, rows ldw bytes apart */
                     tail_bf16 (wp, ldw, nb, kc / 2, tx, p->tail, yt + m0, ld);
                 else
                     tail_f32 ((const float *) wp, ldw, nb, kc, (const float *) tx, p->tail,
@@ -453,6 +606,8 @@ static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize
             transpose (yt, ld, nb, M, y + b0, ldy);
     }
     g_free (panel);
+    g_free (codes);
+    g_free (so);
     g_free (yt);
 }
 
@@ -470,3 +625,4 @@ static void rows_t (const VlmMatrix *w, gconstpointer packed, float *yt, gsize l
 const VlmGemm vlm_gemm_avx512 = { pack_new, pack_part, rows, packed_free, pack_new_strided,
                                   rows_t };
 const VlmGemm vlm_gemm_avx512bf16 = { pack_new_bf16, pack_part, rows, packed_free };
+const VlmGemm vlm_gemm_avx512int16 = { pack_new_int16, pack_part, rows, packed_free };

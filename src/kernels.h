@@ -57,13 +57,18 @@ extern const VlmKernels vlm_kernels_avx512;
 extern const VlmKernels vlm_kernels_avx512_vnni;
 extern const VlmGemm vlm_gemm_avx512;
 extern const VlmGemm vlm_gemm_avx512bf16;
+extern const VlmGemm vlm_gemm_avx512int16;
 
 /* The best set this CPU runs (VLM_KERNELS=generic|avx2|avx512|avx512-vnni
  * overrides, within what the CPU supports). */
 const VlmKernels *vlm_kernels_get (void);
-/* The GEMM with bf16 dot products for BF16 weights (bf16_dot), if this CPU
- * has AVX-512 BF16 and the chosen set is an AVX-512 one; else NULL. */
+/* The GEMM with bf16 dot products for BF16 weights, if this CPU has
+ * AVX-512 BF16 and the chosen set is an AVX-512 one; else NULL. */
 const VlmGemm *vlm_gemm_bf16_dot (void);
+/* The GEMM for w with fast_dot: bf16 dot products for BF16 (an even
+ * number of columns: the kernel reads pairs), 16-bit integer ones for
+ * Q8/Q4 with the avx512-vnni set; NULL where the CPU has none. */
+const VlmGemm *vlm_gemm_fast_dot (const VlmMatrix *w);
 
 /* Matrix-vector products read rows in order; asking for the bytes ahead
  * of the reading was worth up to 25% of one thread's read rate here. Rows

@@ -262,7 +262,7 @@ void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
     for (int i = 0; i < n; i++) {
         g_return_if_fail (p[i].w->cols == w->cols);
         if (p[i].w->type != w->type || p[i].w->group != w->group ||
-            p[i].w->piece_cols != w->piece_cols || p[i].w->bf16_dot != w->bf16_dot) {
+            p[i].w->piece_cols != w->piece_cols || p[i].w->fast_dot != w->fast_dot) {
             for (int k = 0; k < n; k++) /* formats differ: one at a time */
                 vlm_matrix_mul_many (pool, &p[k], 1, x, M);
             return;
@@ -273,10 +273,9 @@ void vlm_matrix_mul_many (VlmThreadPool *pool, const VlmProduct *p, int n,
         gemv (pool, p, n, size, x);
         return;
     }
-    const VlmGemm *gemm = vlm_kernels_get ()->gemm[w->type];
-    /* the bf16 kernel reads pairs of weights: an even number of columns */
-    if (w->bf16_dot && w->cols % 2 == 0 && vlm_gemm_bf16_dot ())
-        gemm = vlm_gemm_bf16_dot ();
+    const VlmGemm *gemm = w->fast_dot ? vlm_gemm_fast_dot (w) : NULL;
+    if (!gemm)
+        gemm = vlm_kernels_get ()->gemm[w->type];
     if (!gemm)
         gemm = &blas_gemm;
     GemmJob job = { p, n, M, gemm, gemm->pack_new (x, M, w->cols) };

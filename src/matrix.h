@@ -36,9 +36,12 @@ typedef struct {
     /* quantized only */
     int group, n_groups;      /* group is a multiple of 32 */
     int piece_cols;           /* 0: not in pieces; else VLM_PIECE_COLS */
-    /* BF16 only: products of several tokens may round the activations to
-     * bf16 for the CPU's bf16 dot products (VLM_WEIGHTS_BF16_DOT) */
-    gboolean bf16_dot;
+    /* Products of several tokens may use the CPU's faster dot products at
+     * lower precision of the activations: bf16 (8 significant bits) for
+     * BF16 weights with VLM_WEIGHTS_BF16_DOT; 16-bit integers for Q8/Q4
+     * weights quantized at load, whose own quantization error is some 100
+     * times larger (MLX checkpoints, exact to their weights, keep float32) */
+    gboolean fast_dot;
     const guint16 *scales;    /* f16 [rows, n_groups] (in a piece) */
     const guint16 *biases;    /* f16 [rows, n_groups] (in a piece) */
 } VlmMatrix;
@@ -55,7 +58,7 @@ gsize vlm_matrix_bytes (const VlmMatrix *m);
 /* y[M, rows] = x[M, cols] . W^T (+ b), the rows of W split among the
  * pool's threads. M = 1 runs the row kernels (GEMV); M > 1 runs the CPU's
  * GEMM kernel on the weights as stored where it has one (AVX-512; with
- * bf16_dot and AVX-512 BF16, bf16 dot products), else single-threaded
+ * fast_dot, the CPU's faster dot products: vlm_gemm_fast_dot), else single-threaded
  * cblas_sgemm on float32 panels of each thread's rows. One threading
  * layer: OpenBLAS is kept to one thread (vlm_session_new). */
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,

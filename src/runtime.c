@@ -48,6 +48,15 @@ const VlmGemm *vlm_gemm_bf16_dot (void)
     return chosen == 1 ? NULL : (const VlmGemm *) chosen;
 }
 
+const VlmGemm *vlm_gemm_fast_dot (const VlmMatrix *w)
+{
+    if (w->type == VLM_MAT_BF16)
+        return w->cols % 2 == 0 ? vlm_gemm_bf16_dot () : NULL;
+    if (w->type == VLM_MAT_Q8 || w->type == VLM_MAT_Q4)
+        return vlm_kernels_get () == &vlm_kernels_avx512_vnni ? &vlm_gemm_avx512int16 : NULL;
+    return NULL;
+}
+
 const VlmKernels *vlm_kernels_get (void)
 {
     static gsize chosen;

@@ -274,6 +274,7 @@ gboolean vlm_weights_get_matrix (VlmWeights *w, const char *name, gint64 rows,
             return FALSE;
         if (w->quantize_to != VLM_MAT_F32) {
             quantize (w, t, rows, cols, m);
+            m->fast_dot = TRUE;
         } else if ((guintptr) t->data % elem) {
             /* Unaligned in the file: an aligned float32 copy. */
             const float *f = widen (w, t, error);
@@ -285,7 +286,7 @@ gboolean vlm_weights_get_matrix (VlmWeights *w, const char *name, gint64 rows,
             VlmMatType type = float_mat_type (t);
             *m = (VlmMatrix) { .type = type, .rows = rows, .cols = cols,
                                .data = t->data, .row_bytes = cols * elem,
-                               .bf16_dot = type == VLM_MAT_BF16 && w->bf16_dot };
+                               .fast_dot = type == VLM_MAT_BF16 && w->bf16_dot };
         }
     }
     w->n_params += rows * cols;

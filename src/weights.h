@@ -17,7 +17,8 @@ void vlm_weights_free (VlmWeights *w);
 VlmTensorStore *vlm_weights_store (VlmWeights *w);
 
 /* How matrices are kept: as stored (F32), or quantized at load to Q8/Q4;
- * bf16_dot marks BF16 ones for bf16 dot products (VlmMatrix).
+ * bf16_dot marks BF16 ones for bf16 dot products (VlmMatrix.fast_dot, which
+ * matrices quantized here always have).
  * mlx_bits/mlx_group: the checkpoint's MLX "quantization" (0 = none). */
 void vlm_weights_set_format (VlmWeights *w, VlmMatType quantize_to, gboolean bf16_dot,
                              int mlx_group, int mlx_bits);
