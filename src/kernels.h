@@ -122,7 +122,11 @@ double vlm_exp_sum_generic (float *x, gsize n, float shift);
 
 /* x for integer dot products with Q8/Q4 codes: in subgroups of 32, x ~
  * dx (xh + xl / residual) with int8 xh, xl in [-range, range] (xl the
- * rounding residual of xh: about 16 bits of precision for 127/256).
+ * rounding residual of xh: about 16 bits of precision for 127/256), or
+ * with a third part, dx (xh + (xl + xll / residual) / residual), about 24
+ * bits: matrices without fast_dot (MLX checkpoints, exact to their
+ * weights), where 16 bits moved the fixtures' step logits by up to 5.7e-4
+ * of their largest (float32: 4e-6; the bar 1e-3).
  * Q4 subgroups come in blocks of q4_block (the last few, and every one
  * when q4_block is 1, in blocks of 1): the block's 16 even elements of
  * each subgroup, then their 16 odd ones — the order a row's nibbles
@@ -130,13 +134,15 @@ double vlm_exp_sum_generic (float *x, gsize n, float shift);
 typedef struct {
     int nsub;
     gint8 *xh, *xl;  /* [nsub * 32] */
+    gint8 *xll;      /* [nsub * 32], or NULL: two parts */
     float *dx;       /* [nsub * 8]: each subgroup's step, 8 times */
     float *dx4;      /* [nsub * 4]: each subgroup's step, 4 times */
 } VlmIntX;
 
 /* A row kernel over prepared integer x (kernels_avx2.c, kernels_avx512.c):
  * NAME##_groups with the group size a constant (32 or 64: the compiler
- * turns the divisions by it into shifts), FALLBACK when x was not prepared. */
+ * turns the divisions by it into shifts) and whether x has a third part,
+ * FALLBACK when x was not prepared. */
 #define VLM_INT_ROWS_BY_GROUP(ATTR, NAME, FALLBACK)                             \
     ATTR static void NAME (const VlmMatrix *w, const float *x, const float *xg, \
                            const void *prep, float *y, int r0, int r1)          \
@@ -144,15 +150,26 @@ typedef struct {
         const VlmIntX *p = prep;                                                \
         if (!p)                                                                 \
             FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
+        else if (w->group == 32 && p->xll)                                      \
+            NAME##_groups (w, xg, p, y, r0, r1, 32, TRUE);                      \
         else if (w->group == 32)                                                \
-            NAME##_groups (w, xg, p, y, r0, r1, 32);                            \
+            NAME##_groups (w, xg, p, y, r0, r1, 32, FALSE);                     \
+        else if (p->xll)                                                        \
+            NAME##_groups (w, xg, p, y, r0, r1, 64, TRUE);                      \
         else                                                                    \
-            NAME##_groups (w, xg, p, y, r0, r1, 64);                            \
+            NAME##_groups (w, xg, p, y, r0, r1, 64, FALSE);                     \
     }
+
+/* The residual scale of x's parts: 256 with two (xl resolves xh's
+ * rounding residual to 1/512 of a step, clamped to 127/256 at a residual
+ * of half a step, about as fine); 254 with three, so that no part is
+ * clamped (256 lost the third part's 8 bits at such residuals: 1e-6 of
+ * the products' magnitudes, against 5e-8 with 254). */
+#define VLM_INT_RESIDUAL(third) ((third) ? 254.0f : 256.0f)
 
 /* NULL (use float kernels) unless the groups are 32 or 64 wide. */
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
-                        float residual, int q4_block);
+                        float residual, int q4_block, gboolean third);
 guint16 vlm_f32_to_f16 (float f);
 
 #endif

@@ -328,13 +328,13 @@ static void norm (float *o, const float *r, const float *w, const float *b, int 
 /* ---- integer dot products for Q8/Q4 ----
  * vpmaddubsw multiplies unsigned bytes with signed ones in pairs, summed
  * into int16 with saturation. x comes in two int8 parts (vlm_int_x_new: 16
- * bits of precision). Q4 codes (<= 15) go in as they are; Q8 codes are
+ * bits of precision) for matrices with fast_dot, else three (24 bits). Q4 codes (<= 15) go in as they are; Q8 codes are
  * recentred, q - 128, and multiplied through the sign trick (|q - 128| with
  * x's signs flipped where q < 128) so that no pair can saturate; the 128 q
  * part moves into the offset term. */
 static gpointer prepare_int (const VlmMatrix *w, const float *x)
 {
-    return vlm_int_x_new (w, x, 127, 256.0f, 1);
+    return vlm_int_x_new (w, x, 127, VLM_INT_RESIDUAL (!w->fast_dot), 1, !w->fast_dot);
 }
 
 static inline __m256i madd_pairs (__m256i u, const gint8 *x)
@@ -343,32 +343,43 @@ static inline __m256i madd_pairs (__m256i u, const gint8 *x)
                               _mm256_set1_epi16 (1));
 }
 
-static inline __m256 combine (__m256i h, __m256i l)
+/* h + (l (+ ll / R with a third part)) / R of the parts' sums, R =
+ * VLM_INT_RESIDUAL. */
+static inline __m256 combine (__m256i h, __m256i l, __m256i ll, const gboolean third)
 {
-    return _mm256_fmadd_ps (_mm256_cvtepi32_ps (l), _mm256_set1_ps (1.0f / 256.0f),
-                            _mm256_cvtepi32_ps (h));
+    const __m256 inv = _mm256_set1_ps (1.0f / VLM_INT_RESIDUAL (third));
+    __m256 lo = _mm256_cvtepi32_ps (l);
+    if (third)
+        lo = _mm256_fmadd_ps (_mm256_cvtepi32_ps (ll), inv, lo);
+    return _mm256_fmadd_ps (lo, inv, _mm256_cvtepi32_ps (h));
 }
 
-/* sum over 32 codes of q x */
-static inline __m256 dot_q4 (const guint8 *row, int sb, const gint8 *xh, const gint8 *xl)
+/* sum over 32 codes of q x (x's parts xh, xl and xll, 32 bytes apart
+ * subgroup by subgroup: offsets from xh) */
+static inline __attribute__ ((always_inline)) __m256
+dot_q4 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, const gboolean third)
 {
     const __m128i low = _mm_set1_epi8 (15);
     __m128i v = _mm_loadu_si128 ((const __m128i *) (row + (gsize) sb * 16));
     __m256i c = _mm256_set_m128i (_mm_and_si128 (_mm_srli_epi16 (v, 4), low), _mm_and_si128 (v, low));
-    return combine (madd_pairs (c, xh), madd_pairs (c, xl));
+    return combine (madd_pairs (c, xh), madd_pairs (c, xh + to_l),
+                    third ? madd_pairs (c, xh + to_ll) : _mm256_setzero_si256 (), third);
 }
 
 /* sum over 32 codes of (q - 128) x */
-static inline __m256 dot_q8 (const guint8 *row, int sb, const gint8 *xh, const gint8 *xl)
+static inline __attribute__ ((always_inline)) __m256
+dot_q8 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, const gboolean third)
 {
     __m256i c = _mm256_xor_si256 (_mm256_loadu_si256 ((const __m256i *) (row + (gsize) sb * 32)),
                                   _mm256_set1_epi8 ((char) 0x80));
     __m256i u = _mm256_abs_epi8 (c);
-    __m256i sh = _mm256_sign_epi8 (_mm256_loadu_si256 ((const __m256i *) xh), c);
-    __m256i sl = _mm256_sign_epi8 (_mm256_loadu_si256 ((const __m256i *) xl), c);
     const __m256i ones = _mm256_set1_epi16 (1);
-    return combine (_mm256_madd_epi16 (_mm256_maddubs_epi16 (u, sh), ones),
-                    _mm256_madd_epi16 (_mm256_maddubs_epi16 (u, sl), ones));
+#define SIGNED_PART(P)                                                          \
+    _mm256_madd_epi16 (_mm256_maddubs_epi16 (                                   \
+        u, _mm256_sign_epi8 (_mm256_loadu_si256 ((const __m256i *) (P)), c)), ones)
+    return combine (SIGNED_PART (xh), SIGNED_PART (xh + to_l),
+                    third ? SIGNED_PART (xh + to_ll) : _mm256_setzero_si256 (), third);
+#undef SIGNED_PART
 }
 
 /* sum_k (b_k + centre s_k) xg_k */
@@ -383,9 +394,10 @@ static inline float offset_centred (const guint16 *b, const guint16 *s, float ce
 #define INT_ROWS(NAME, DOT, CENTRE, FALLBACK)                                   \
     static inline __attribute__ ((always_inline)) void                          \
     NAME##_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p,       \
-                   float *y, int r0, int r1, const int group)                   \
+                   float *y, int r0, int r1, const int group, const gboolean third) \
     {                                                                           \
         int per_group = group / 32, sub_bytes = w->type == VLM_MAT_Q8 ? 32 : 16; \
+        gsize to_l = p->xl - p->xh, to_ll = third ? (gsize) (p->xll - p->xh) : 0; \
         for (int r = r0; r < r1; r++) {                                         \
             const guint8 *row = ROW (w, r);                                     \
             const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
@@ -394,7 +406,7 @@ static inline float offset_centred (const guint16 *b, const guint16 *s, float ce
             for (int sb = 0; sb < p->nsub; sb++) {                              \
                 if (sb * sub_bytes % 64 == 0)                                   \
                     vlm_prefetch_ahead (row + (gsize) sb * sub_bytes, 4 * w->row_bytes); \
-                __m256 f = DOT (row, sb, p->xh + (gsize) sb * 32, p->xl + (gsize) sb * 32); \
+                __m256 f = DOT (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, third); \
                 float scale = _cvtsh_ss (s[sb / per_group]) * p->dx[(gsize) sb * 8];    \
                 acc = _mm256_fmadd_ps (f, _mm256_set1_ps (scale), acc);         \
             }                                                                   \

@@ -364,16 +364,21 @@ const VlmKernels vlm_kernels_avx512 = {
 
 /* ---- AVX-512 VNNI: integer dot products for Q8/Q4 ----
  * x is quantized once per product to two int8 parts (vlm_int_x_new: 16
- * bits of precision, so results stay within float32-like error of the
- * exact path); vpdpbusd multiplies the unsigned codes with them, 64 at a
- * time. Groups of 32 and 64 (our quantizer's, and MLX's default); others
+ * bits of precision) for matrices with fast_dot, three (24 bits, within
+ * float32-like error of the exact path) for the others; vpdpbusd
+ * multiplies the unsigned codes with them, 64 at a time. Groups of 32 and 64 (our quantizer's, and MLX's default); others
  * use the float kernels above. */
 
 #define VNNI __attribute__ ((target ("avx512vnni")))
 
+/* Without fast_dot, Q8 goes through the float kernel: as exact, and
+ * quicker than three parts (two threads from memory 49 against 43-46
+ * GB/s; two parts 66-70). */
 static gpointer prepare_vnni (const VlmMatrix *w, const float *x)
 {
-    return vlm_int_x_new (w, x, 127, 256.0f, 4);
+    if (w->type == VLM_MAT_Q8 && !w->fast_dot)
+        return NULL;
+    return vlm_int_x_new (w, x, 127, VLM_INT_RESIDUAL (!w->fast_dot), 4, !w->fast_dot);
 }
 
 /* 64 codes (two subgroups) as bytes in the order the prepared x has. */
@@ -425,11 +430,15 @@ static inline __m512 scales_at (ScaleChunk *c, unsigned grp, __m512i lanes)
     return _mm512_permutexvar_ps (_mm512_add_epi32 (lanes, _mm512_set1_epi32 (grp % 16)), c->v);
 }
 
-/* f = h + l / 256 of the two parts' integer sums. */
-static inline __m512 combine_parts (__m512i h, __m512i l)
+/* f = h + (l (+ ll / R with a third part)) / R of the parts' integer
+ * sums, R = VLM_INT_RESIDUAL. */
+static inline __m512 combine_parts (__m512i h, __m512i l, __m512i ll, const gboolean third)
 {
-    return _mm512_fmadd_ps (_mm512_cvtepi32_ps (l), _mm512_set1_ps (1.0f / 256.0f),
-                            _mm512_cvtepi32_ps (h));
+    const __m512 inv = _mm512_set1_ps (1.0f / VLM_INT_RESIDUAL (third));
+    __m512 lo = _mm512_cvtepi32_ps (l);
+    if (third)
+        lo = _mm512_fmadd_ps (_mm512_cvtepi32_ps (ll), inv, lo);
+    return _mm512_fmadd_ps (lo, inv, _mm512_cvtepi32_ps (h));
 }
 
 /* Q4, four subgroups (64 bytes of codes) at once: the low nibbles are the
@@ -438,20 +447,27 @@ static inline __m512 combine_parts (__m512i h, __m512i l)
  * block's x (both parts of the even and the odd elements, and the steps)
  * is loaded once for the rows that share it. */
 typedef struct {
-    __m512i h0, h1, l0, l1;
+    __m512i h0, h1, l0, l1, ll0, ll1;
     __m512 dx4;
 } XBlock4;
 
-static inline XBlock4 x_block4 (const VlmIntX *p, int sb)
+static inline __attribute__ ((always_inline)) XBlock4
+x_block4 (const VlmIntX *p, int sb, const gboolean third)
 {
     const gint8 *xh = p->xh + (gsize) sb * 32, *xl = p->xl + (gsize) sb * 32;
-    return (XBlock4) { _mm512_loadu_si512 (xh), _mm512_loadu_si512 (xh + 64),
-                       _mm512_loadu_si512 (xl), _mm512_loadu_si512 (xl + 64),
-                       _mm512_loadu_ps (p->dx4 + (gsize) sb * 4) };
+    XBlock4 b = { _mm512_loadu_si512 (xh), _mm512_loadu_si512 (xh + 64),
+                  _mm512_loadu_si512 (xl), _mm512_loadu_si512 (xl + 64),
+                  _mm512_setzero_si512 (), _mm512_setzero_si512 (),
+                  _mm512_loadu_ps (p->dx4 + (gsize) sb * 4) };
+    if (third) {
+        b.ll0 = _mm512_loadu_si512 (p->xll + (gsize) sb * 32);
+        b.ll1 = _mm512_loadu_si512 (p->xll + (gsize) sb * 32 + 64);
+    }
+    return b;
 }
 
-VNNI static inline __m512 q4_block4 (const guint8 *row, int sb, const XBlock4 *x,
-                                     __m512 scales)
+VNNI static inline __attribute__ ((always_inline)) __m512
+q4_block4 (const guint8 *row, int sb, const XBlock4 *x, __m512 scales, const gboolean third)
 {
     const __m512i low = _mm512_set1_epi8 (15);
     __m512i v = _mm512_loadu_si512 (row + (gsize) sb * 16);
@@ -461,7 +477,10 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, int sb, const XBlock4 *x
     h = _mm512_dpbusd_epi32 (h, odd, x->h1);
     __m512i l = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), even, x->l0);
     l = _mm512_dpbusd_epi32 (l, odd, x->l1);
-    return _mm512_mul_ps (combine_parts (h, l), _mm512_mul_ps (x->dx4, scales));
+    __m512i ll = _mm512_setzero_si512 ();
+    if (third)
+        ll = _mm512_dpbusd_epi32 (_mm512_dpbusd_epi32 (ll, even, x->ll0), odd, x->ll1);
+    return _mm512_mul_ps (combine_parts (h, l, ll, third), _mm512_mul_ps (x->dx4, scales));
 }
 
 /* The group size a constant for the compiler (a division by a variable
@@ -469,7 +488,7 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, int sb, const XBlock4 *x
 #define VNNI_ROWS(NAME, CODES, CODES_ONE, FALLBACK, BLOCK4)                     \
     VNNI static inline __attribute__ ((always_inline)) void                     \
     NAME##_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p,       \
-                   float *y, int r0, int r1, const int group)                   \
+                   float *y, int r0, int r1, const int group, const gboolean third) \
     {                                                                           \
         /* int32 lane -> group, relative to the first group of the step */      \
         const __m512i pair_lanes = group == 32                                  \
@@ -492,11 +511,11 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, int sb, const XBlock4 *x
             for (int sb = 0; sb < p->nsub; sb += 4) {                           \
                 /* the two rows eight ahead, as one stream */                    \
                 vlm_prefetch_lines (ahead + (gsize) sb * 32, 0, 2);             \
-                XBlock4 xb = x_block4 (p, sb);                                  \
+                XBlock4 xb = x_block4 (p, sb, third);                           \
                 acca = _mm512_add_ps (acca, q4_block4 (ra, sb, &xb,             \
-                    scales_at (&sc_a, sb * 32 / group, block_lanes)));          \
+                    scales_at (&sc_a, sb * 32 / group, block_lanes), third));   \
                 accb = _mm512_add_ps (accb, q4_block4 (rb, sb, &xb,             \
-                    scales_at (&sc_b, sb * 32 / group, block_lanes)));          \
+                    scales_at (&sc_b, sb * 32 / group, block_lanes), third));   \
             }                                                                   \
             y[r] = _mm512_reduce_add_ps (acca) +                                \
                    offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups); \
@@ -513,9 +532,9 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, int sb, const XBlock4 *x
             if (BLOCK4)                                                         \
                 for (; sb + 4 <= p->nsub; sb += 4) {                            \
                     vlm_prefetch_ahead (row + (gsize) sb * 16, 4 * w->row_bytes);   \
-                    XBlock4 xb = x_block4 (p, sb);                              \
+                    XBlock4 xb = x_block4 (p, sb, third);                       \
                     acc = _mm512_add_ps (acc, q4_block4 (row, sb, &xb,          \
-                        scales_at (&sc, sb * 32 / group, block_lanes)));        \
+                        scales_at (&sc, sb * 32 / group, block_lanes), third)); \
                 }                                                               \
             for (; sb + 2 <= p->nsub; sb += 2) {                                \
                 vlm_prefetch_ahead (row + (gsize) sb * (BLOCK4 ? 16 : 32), 4 * w->row_bytes); \
@@ -524,9 +543,12 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, int sb, const XBlock4 *x
                                                  _mm512_loadu_si512 (p->xh + (gsize) sb * 32)); \
                 __m512i l = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), c,    \
                                                  _mm512_loadu_si512 (p->xl + (gsize) sb * 32)); \
+                __m512i ll = third ? _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), c, \
+                                         _mm512_loadu_si512 (p->xll + (gsize) sb * 32)) \
+                                   : _mm512_setzero_si512 ();                   \
                 __m512 scale = _mm512_mul_ps (_mm512_loadu_ps (p->dx + (gsize) sb * 8), \
                                               scales_at (&sc, sb * 32 / group, pair_lanes)); \
-                acc = _mm512_fmadd_ps (combine_parts (h, l), scale, acc);       \
+                acc = _mm512_fmadd_ps (combine_parts (h, l, ll, third), scale, acc); \
             }                                                                   \
             float t = _mm512_reduce_add_ps (acc);                               \
             if (sb < p->nsub) {                                                 \
@@ -535,8 +557,14 @@ VNNI static inline __m512 q4_block4 (const guint8 *row, int sb, const XBlock4 *x
                     _mm256_loadu_si256 ((const __m256i *) (p->xh + (gsize) sb * 32))); \
                 __m256i l = _mm256_dpbusd_epi32 (_mm256_setzero_si256 (), c,    \
                     _mm256_loadu_si256 ((const __m256i *) (p->xl + (gsize) sb * 32))); \
-                __m256 f = _mm256_fmadd_ps (_mm256_cvtepi32_ps (l), _mm256_set1_ps (1.0f / 256.0f), \
-                                            _mm256_cvtepi32_ps (h));            \
+                const __m256 inv = _mm256_set1_ps (1.0f / VLM_INT_RESIDUAL (third)); \
+                __m256 lo = _mm256_cvtepi32_ps (l);                             \
+                if (third)                                                      \
+                    lo = _mm256_fmadd_ps (_mm256_cvtepi32_ps (_mm256_dpbusd_epi32 ( \
+                        _mm256_setzero_si256 (), c,                             \
+                        _mm256_loadu_si256 ((const __m256i *) (p->xll + (gsize) sb * 32)))), \
+                        inv, lo);                                               \
+                __m256 f = _mm256_fmadd_ps (lo, inv, _mm256_cvtepi32_ps (h));   \
                 __m128 q = _mm_add_ps (_mm256_castps256_ps128 (f), _mm256_extractf128_ps (f, 1)); \
                 q = _mm_add_ps (q, _mm_movehl_ps (q, q));                       \
                 q = _mm_add_ss (q, _mm_movehdup_ps (q));                        \

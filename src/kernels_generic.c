@@ -195,17 +195,18 @@ double vlm_exp_sum_generic (float *x, gsize n, float shift)
 }
 
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
-                        float residual, int q4_block)
+                        float residual, int q4_block, gboolean third)
 {
     if (w->group != 32 && w->group != 64)
         return NULL;
     int nsub = w->n_groups * w->group / 32, blocks = q4_block > 1 ? nsub / q4_block : 0;
-    VlmIntX *p = g_malloc (sizeof (VlmIntX) + (gsize) nsub * (64 + 32 + 16) + 64);
+    VlmIntX *p = g_malloc (sizeof (VlmIntX) + (gsize) nsub * (64 + 32 + 16 + 32) + 64);
     p->nsub = nsub;
     p->dx = (float *) (p + 1);
     p->dx4 = p->dx + (gsize) nsub * 8;
     p->xh = (gint8 *) (p->dx4 + (gsize) nsub * 4);
     p->xl = p->xh + (gsize) nsub * 32;
+    p->xll = third ? p->xl + (gsize) nsub * 32 : NULL;
     for (int s = 0; s < nsub; s++) {
         float m = 0;
         for (int i = 0; i < 32; i++)
@@ -219,8 +220,11 @@ VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
             int at = w->type == VLM_MAT_Q4 ? s0 * 32 + (i & 1) * 16 * b + (s - s0) * 16 + i / 2
                                            : s * 32 + i;
             float t = x[s * 32 + i] / dx, h = rintf (t);
+            float r = (t - h) * residual, l = CLAMP (rintf (r), -range, range);
             p->xh[at] = (gint8) h;
-            p->xl[at] = (gint8) CLAMP (rintf ((t - h) * residual), -range, range);
+            p->xl[at] = (gint8) l;
+            if (third)
+                p->xll[at] = (gint8) CLAMP (rintf ((r - l) * residual), -range, range);
         }
         for (int i = 0; i < 8; i++)
             p->dx[s * 8 + i] = dx;
