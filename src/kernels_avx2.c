@@ -334,7 +334,7 @@ static void norm (float *o, const float *r, const float *w, const float *b, int 
  * part moves into the offset term. */
 static gpointer prepare_int (const VlmMatrix *w, const float *x)
 {
-    return vlm_int_x_new (w, x, 127, VLM_INT_RESIDUAL (!w->fast_dot), 1, !w->fast_dot);
+    return vlm_int_x_new (w, x, 127, VLM_INT_RESIDUAL (!w->fast_dot), 2, !w->fast_dot);
 }
 
 static inline __m256i madd_pairs (__m256i u, const gint8 *x)
@@ -382,42 +382,95 @@ dot_q8 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, con
 #undef SIGNED_PART
 }
 
-/* sum_k (b_k + centre s_k) xg_k */
-static inline float offset_centred (const guint16 *b, const guint16 *s, float centre,
-                                    const float *xg, int n)
+/* Q8 a subgroup (32 codes) a step; the group size a constant for the
+ * compiler, as in kernels_avx512.c. */
+static inline __attribute__ ((always_inline)) void
+rows_q8_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float *y, int r0,
+                    int r1, const int group, const gboolean third)
 {
-    float t = offset_term (b, xg, n);
-    return centre ? t + centre * offset_term (s, xg, n) : t;
+    gsize to_l = p->xl - p->xh, to_ll = third ? (gsize) (p->xll - p->xh) : 0;
+    for (int r = r0; r < r1; r++) {
+        const guint8 *row = ROW (w, r);
+        const guint16 *s = w->scales + (gsize) r * w->n_groups;
+        __m256 acc = _mm256_setzero_ps ();
+        vlm_prefetch_params_ahead (w, r);
+        for (int sb = 0; sb < p->nsub; sb++) {
+            if (sb % 2 == 0)
+                vlm_prefetch_ahead (row + (gsize) sb * 32, 4 * w->row_bytes);
+            __m256 f = dot_q8 (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, third);
+            float scale = _cvtsh_ss (s[sb * 32 / group]) * p->dx[(gsize) sb * 8];
+            acc = _mm256_fmadd_ps (f, _mm256_set1_ps (scale), acc);
+        }
+        /* the codes went in recentred: q = (q - 128) + 128 */
+        y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups) +
+               128.0f * offset_term (s, xg, w->n_groups);
+    }
+}
+VLM_INT_ROWS_BY_GROUP (, rows_q8_int, rows_q8)
+
+/* One part of x against Q4 codes of two subgroups: the even and the odd
+ * elements' pair products summed in int16 (at most 2 x 2 x 15 x 127 =
+ * 7620), then into int32 lanes: 0-3 the first subgroup, 4-7 the second. */
+static inline __m256i q4_pair_part (__m256i even, __m256i odd, const gint8 *x)
+{
+    __m256i e = _mm256_maddubs_epi16 (even, _mm256_loadu_si256 ((const __m256i *) x));
+    __m256i o = _mm256_maddubs_epi16 (odd, _mm256_loadu_si256 ((const __m256i *) (x + 32)));
+    return _mm256_madd_epi16 (_mm256_add_epi16 (e, o), _mm256_set1_epi16 (1));
 }
 
-/* The group size a constant for the compiler, as in kernels_avx512.c. */
-#define INT_ROWS(NAME, DOT, CENTRE, FALLBACK)                                   \
-    static inline __attribute__ ((always_inline)) void                          \
-    NAME##_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p,       \
-                   float *y, int r0, int r1, const int group, const gboolean third) \
-    {                                                                           \
-        int per_group = group / 32, sub_bytes = w->type == VLM_MAT_Q8 ? 32 : 16; \
-        gsize to_l = p->xl - p->xh, to_ll = third ? (gsize) (p->xll - p->xh) : 0; \
-        for (int r = r0; r < r1; r++) {                                         \
-            const guint8 *row = ROW (w, r);                                     \
-            const guint16 *s = w->scales + (gsize) r * w->n_groups;             \
-            __m256 acc = _mm256_setzero_ps ();                                  \
-            vlm_prefetch_params_ahead (w, r);                                   \
-            for (int sb = 0; sb < p->nsub; sb++) {                              \
-                if (sb * sub_bytes % 64 == 0)                                   \
-                    vlm_prefetch_ahead (row + (gsize) sb * sub_bytes, 4 * w->row_bytes); \
-                __m256 f = DOT (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, third); \
-                float scale = _cvtsh_ss (s[sb / per_group]) * p->dx[(gsize) sb * 8];    \
-                acc = _mm256_fmadd_ps (f, _mm256_set1_ps (scale), acc);         \
-            }                                                                   \
-            y[r] = hsum (acc) + offset_centred (w->biases + (gsize) r * w->n_groups, s, \
-                                                CENTRE, xg, w->n_groups);       \
-        }                                                                       \
-    }                                                                           \
-    VLM_INT_ROWS_BY_GROUP (, NAME, FALLBACK)
+/* Each lane's group scale for subgroups sb and sb + 1 (lanes 0-3, 4-7). */
+static inline __m256 pair_scales (const guint16 *s, int sb, const int group)
+{
+    if (group == 64) /* sb is even: one group */
+        return _mm256_set1_ps (_cvtsh_ss (s[sb / 2]));
+    gint32 two;
+    memcpy (&two, s + sb, 4);
+    return _mm256_permutevar8x32_ps (_mm256_castps128_ps256 (_mm_cvtph_ps (_mm_cvtsi32_si128 (two))),
+                                     _mm256_set_epi32 (1, 1, 1, 1, 0, 0, 0, 0));
+}
 
-INT_ROWS (rows_q8_int, dot_q8, 128.0f, rows_q8)
-INT_ROWS (rows_q4_int, dot_q4, 0.0f, rows_q4)
+/* Q4 two subgroups (32 bytes of codes) a step: the low nibbles are both
+ * subgroups' even elements and the high ones their odd elements, the
+ * order x is prepared in (blocks of two); an odd last subgroup alone.
+ * Half the vector operations per code of one subgroup a step, which
+ * needs a lane insert and twice the products and conversions: the AVX2
+ * Q4 kernel was compute bound (two threads 16-18 tok/s where the read
+ * rate allows 33). */
+static inline __attribute__ ((always_inline)) void
+rows_q4_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float *y, int r0,
+                    int r1, const int group, const gboolean third)
+{
+    const __m256i low = _mm256_set1_epi8 (15);
+    gsize to_l = p->xl - p->xh, to_ll = third ? (gsize) (p->xll - p->xh) : 0;
+    for (int r = r0; r < r1; r++) {
+        const guint8 *row = ROW (w, r);
+        const guint16 *s = w->scales + (gsize) r * w->n_groups;
+        __m256 acc = _mm256_setzero_ps ();
+        int sb = 0;
+        vlm_prefetch_params_ahead (w, r);
+        for (; sb + 2 <= p->nsub; sb += 2) {
+            if (sb % 4 == 0)
+                vlm_prefetch_ahead (row + (gsize) sb * 16, 4 * w->row_bytes);
+            __m256i v = _mm256_loadu_si256 ((const __m256i *) (row + (gsize) sb * 16));
+            __m256i even = _mm256_and_si256 (v, low);
+            __m256i odd = _mm256_and_si256 (_mm256_srli_epi16 (v, 4), low);
+            const gint8 *xh = p->xh + (gsize) sb * 32;
+            __m256 f = combine (q4_pair_part (even, odd, xh), q4_pair_part (even, odd, xh + to_l),
+                                third ? q4_pair_part (even, odd, xh + to_ll) : _mm256_setzero_si256 (),
+                                third);
+            __m256 scale = _mm256_mul_ps (_mm256_loadu_ps (p->dx4 + (gsize) sb * 4),
+                                          pair_scales (s, sb, group));
+            acc = _mm256_fmadd_ps (f, scale, acc);
+        }
+        if (sb < p->nsub) {
+            __m256 f = dot_q4 (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, third);
+            float scale = _cvtsh_ss (s[sb * 32 / group]) * p->dx[(gsize) sb * 8];
+            acc = _mm256_fmadd_ps (f, _mm256_set1_ps (scale), acc);
+        }
+        y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
+    }
+}
+VLM_INT_ROWS_BY_GROUP (, rows_q4_int, rows_q4)
 
 const VlmKernels vlm_kernels_avx2 = {
     .name = "avx2",
