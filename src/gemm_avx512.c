@@ -633,4 +633,5 @@ static void rows_t (const VlmMatrix *w, gconstpointer packed, float *yt, gsize l
 const VlmGemm vlm_gemm_avx512 = { pack_new, pack_part, rows, packed_free, pack_new_strided,
                                   rows_t };
 const VlmGemm vlm_gemm_avx512bf16 = { pack_new_bf16, pack_part, rows, packed_free };
-const VlmGemm vlm_gemm_avx512int16 = { pack_new_int16, pack_part, rows, packed_free };
+const VlmGemm vlm_gemm_avx512int16 = { pack_new_int16, pack_part, rows, packed_free,
+                                       .x_range = 32767 };

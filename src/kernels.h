@@ -32,6 +32,9 @@ typedef struct {
     gpointer (*pack_new_strided) (const float *x, int M, int K, gsize ldx, gboolean transposed);
     void (*rows_t) (const VlmMatrix *w, gconstpointer packed, float *yt, gsize ldy, int r0,
                     int r1);
+    /* Integer products: x quantized per token and subgroup of 32 columns
+     * to codes within +-x_range (0: x as float32 or bf16) */
+    int x_range;
 } VlmGemm;
 
 typedef struct {
@@ -58,6 +61,8 @@ extern const VlmKernels vlm_kernels_avx512_vnni;
 extern const VlmGemm vlm_gemm_avx512;
 extern const VlmGemm vlm_gemm_avx512bf16;
 extern const VlmGemm vlm_gemm_avx512int16;
+extern const VlmGemm vlm_gemm_avx2int16;
+extern const VlmGemm vlm_gemm_avx2int8;
 
 /* The best set this CPU runs (VLM_KERNELS=generic|avx2|avx512|avx512-vnni
  * overrides, within what the CPU supports). */
@@ -66,8 +71,10 @@ const VlmKernels *vlm_kernels_get (void);
  * AVX-512 BF16 and the chosen set is an AVX-512 one; else NULL. */
 const VlmGemm *vlm_gemm_bf16_dot (void);
 /* The GEMM for w with fast_dot: bf16 dot products for BF16 (an even
- * number of columns: the kernel reads pairs), 16-bit integer ones for
- * Q8/Q4 with the avx512-vnni set; NULL where the CPU has none. */
+ * number of columns: the kernel reads pairs); integer ones for Q8/Q4: with
+ * the avx512-vnni set 16-bit (vpdpwssd), with the avx2 set 16-bit for Q8
+ * (vpmaddwd) and 8-bit for Q4 (vpmaddubsw: gemm_avx2.c says why); NULL
+ * where the CPU has none. */
 const VlmGemm *vlm_gemm_fast_dot (const VlmMatrix *w);
 
 /* Matrix-vector products read rows in order; asking for the bytes ahead
