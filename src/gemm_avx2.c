@@ -86,12 +86,8 @@ static inline float hsum (__m256 v)
     return _mm_cvtss_f32 (_mm_add_ss (s, _mm_movehdup_ps (s)));
 }
 
-/* One token's x as codes (int16 or int8) q[Kp] (zero past K): per
- * subgroup of 32 columns x ~ step * code with codes within +-range, the
- * step and the exact sum to dx[TILE g], xs[TILE g]. A NaN or infinity
- * reaches y through the sum. */
-static void row_to_codes (const float *row, int K, int Kp, gboolean int8, void *q, float *dx,
-                          float *xs)
+void vlm_avx2_x_codes (const float *row, int K, int Kp, gboolean int8, void *q, float *dx,
+                       float *xs, gsize stride)
 {
     const __m256 abs_mask = _mm256_castsi256_ps (_mm256_set1_epi32 (0x7fffffff));
     float range = int8 ? 127.0f : 32767.0f;
@@ -124,8 +120,9 @@ static void row_to_codes (const float *row, int K, int Kp, gboolean int8, void *
             _mm256_storeu_si256 ((__m256i *) ((gint16 *) q + k), _mm256_permute4x64_epi64 (ab, 0xd8));
             _mm256_storeu_si256 ((__m256i *) ((gint16 *) q + k + 16), _mm256_permute4x64_epi64 (cd, 0xd8));
         }
-        dx[TILE * (k / 32)] = m / range;
-        xs[TILE * (k / 32)] = hsum (sum);
+        dx[stride * (k / 32)] = m / range;
+        if (xs)
+            xs[stride * (k / 32)] = hsum (sum);
     }
 }
 
@@ -140,8 +137,8 @@ static void pack_part (gpointer packed, int ith, int nth)
         int n = MIN (p->M - TILE * t, TILE);
         gsize params = (gsize) t * TILE * p->Kp / 32;
         for (int m = 0; m < n; m++)
-            row_to_codes (p->x + (gsize) (TILE * t + m) * p->K, p->K, p->Kp, p->int8,
-                          steps + (gsize) m * S, p->dx + params + m, p->xs + params + m);
+            vlm_avx2_x_codes (p->x + (gsize) (TILE * t + m) * p->K, p->K, p->Kp, p->int8,
+                              steps + (gsize) m * S, p->dx + params + m, p->xs + params + m, TILE);
         guint32 *d = p->data + (gsize) t * TILE * S;
         for (int c = 0; c < S; c++) /* tokens side by side, step by step */
             for (int m = 0; m < n; m++)

@@ -174,6 +174,14 @@ typedef struct {
  * the products' magnitudes, against 5e-8 with 254). */
 #define VLM_INT_RESIDUAL(third) ((third) ? 254.0f : 256.0f)
 
+/* x[0 .. K) as codes (int16 or int8) q[Kp] (zero past K; Kp a multiple
+ * of 32): per subgroup g of 32 columns x ~ step * code with codes within
+ * +-32767 or +-127, the step to dx[stride g] and the exact sum to
+ * xs[stride g] (xs may be NULL). A NaN or infinity reaches y through the
+ * sum. AVX2 (gemm_avx2.c): the GEMM's activations and the Q8 GEMV's. */
+void vlm_avx2_x_codes (const float *x, int K, int Kp, gboolean int8, void *q, float *dx,
+                       float *xs, gsize stride);
+
 /* NULL (use float kernels) unless the groups are 32 or 64 wide. */
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
                         float residual, int q4_block, gboolean third);
