@@ -84,6 +84,14 @@ const VlmGemm *vlm_gemm_fast_dot (const VlmMatrix *w);
  * included. */
 #define VLM_SHORT_ROW 4096
 #define VLM_STREAM_AHEAD 8192
+/* Whether the float row kernels ask for the bytes ahead themselves (set
+ * with the kernel set, runtime.c): not on AMD's family 19h (Zen 3, Zen 4),
+ * whose hardware prefetch alone read faster, BF16 two threads 30-34 ->
+ * 35-38 GB/s for rows of 2048 and 25-26 -> 30-33 for rows of 16384 (one
+ * thread 21-24 -> 22-27 and 14-15 -> 19-20), AVX2 and AVX-512 alike; on a
+ * Zen 5 it was the faster way. Quantized rows ask on every CPU (three
+ * streams: without, Zen 4 Q4 99 -> 87 GFLOP/s, Q8 72 -> 69). */
+extern gboolean vlm_float_rows_prefetch;
 static inline void vlm_prefetch_ahead (const void *p, gsize ahead)
 {
     __builtin_prefetch ((const char *) p + ahead, 0, 3);

@@ -37,23 +37,27 @@ static inline float scalar_bf16 (guint16 v) { return vlm_bf16_to_f32 (v); }
 static inline float scalar_f16 (guint16 v) { return vlm_f16_to_f32 (v); }
 static inline float scalar_f32 (float v) { return v; }
 
-/* Rows read as in kernels_avx512.c, short ones one at a time, long ones
- * four at a time sharing each load of x, but with no software prefetch:
- * on a Zen 4 (the AVX2-only machines' CPU) the hardware's own prefetch
- * alone reads faster: BF16, two threads, 30-34 -> 35-38 GB/s for rows of
- * 2048 and 25-26 -> 30-33 for rows of 16384 (one thread 21-24 -> 22-27
- * and 14-15 -> 19-20). */
+/* Rows read as in kernels_avx512.c: short ones one at a time as one
+ * stream, long ones four at a time (AVX2 bf16 on a Zen 5: 31 -> 40 GB/s
+ * one thread on rows of 2048); the software prefetch where it helps
+ * (vlm_float_rows_prefetch). */
 #define FLOAT_ROWS(NAME, T, LOAD, SCALAR)                                      \
     static void NAME (const VlmMatrix *w, const float *x, const float *xg,    \
                       const void *prep, float *y, int r0, int r1)         \
     {                                                                          \
         int K = w->cols, K8 = K & ~7;                                          \
+        const gboolean prefetch = vlm_float_rows_prefetch;                     \
         int r = r0;                                                            \
         for (; K > VLM_SHORT_ROW && r + 4 <= r1; r += 4) {                     \
             const T *a = (const T *) ROW (w, r), *b = (const T *) ROW (w, r + 1), \
                     *c = (const T *) ROW (w, r + 2), *d = (const T *) ROW (w, r + 3); \
+            const guint8 *ahead = ROW (w, r + 8);                              \
             __m256 s0 = _mm256_setzero_ps (), s1 = s0, s2 = s0, s3 = s0;        \
             for (int j = 0; j < K8; j += 8) {                                  \
+                if (prefetch && (j * sizeof (T)) % 64 == 0) { /* a line of each row read */ \
+                    vlm_prefetch_lines (ahead, 0, 4);                          \
+                    ahead += 256;                                              \
+                }                                                              \
                 __m256 xv = _mm256_loadu_ps (x + j);                           \
                 s0 = _mm256_fmadd_ps (LOAD (a + j), xv, s0);                   \
                 s1 = _mm256_fmadd_ps (LOAD (b + j), xv, s1);                   \
@@ -77,6 +81,8 @@ static inline float scalar_f32 (float v) { return v; }
             __m256 s0 = _mm256_setzero_ps (), s1 = s0, s2 = s0, s3 = s0;        \
             int j = 0;                                                         \
             for (; j + 32 <= K8; j += 32) {                                    \
+                if (prefetch) /* the lines of these 32 values, 8 KB on */      \
+                    vlm_prefetch_lines (a + j, VLM_STREAM_AHEAD, sizeof (T) / 2); \
                 s0 = _mm256_fmadd_ps (LOAD (a + j), _mm256_loadu_ps (x + j), s0); \
                 s1 = _mm256_fmadd_ps (LOAD (a + j + 8), _mm256_loadu_ps (x + j + 8), s1); \
                 s2 = _mm256_fmadd_ps (LOAD (a + j + 16), _mm256_loadu_ps (x + j + 16), s2); \

@@ -53,6 +53,7 @@ static inline __m512 load_f32_tail (const float *p, __mmask16 m)
     {                                                                          \
         int K = w->cols, K16 = K & ~15;                                        \
         __mmask16 tail = (__mmask16) ((1u << (K - K16)) - 1);                  \
+        const gboolean prefetch = vlm_float_rows_prefetch;                     \
         int r = r0;                                                            \
         for (; K > VLM_SHORT_ROW && r + 4 <= r1; r += 4) {                     \
             const T *a = (const T *) ROW (w, r), *b = (const T *) ROW (w, r + 1), \
@@ -60,7 +61,7 @@ static inline __m512 load_f32_tail (const float *p, __mmask16 m)
             const guint8 *ahead = ROW (w, r + 8);                              \
             __m512 s0 = _mm512_setzero_ps (), s1 = s0, s2 = s0, s3 = s0;        \
             for (int j = 0; j < K16; j += 16) {                                \
-                if ((j * sizeof (T)) % 64 == 0) { /* a line of each row read */ \
+                if (prefetch && (j * sizeof (T)) % 64 == 0) { /* a line of each row read */ \
                     vlm_prefetch_lines (ahead, 0, 4);                          \
                     ahead += 256;                                              \
                 }                                                              \
@@ -87,8 +88,8 @@ static inline __m512 load_f32_tail (const float *p, __mmask16 m)
             __m512 s0 = _mm512_setzero_ps (), s1 = s0;                         \
             int j = 0;                                                         \
             for (; j + 32 <= K16; j += 32) {                                   \
-                /* the lines of these 32 values, 8 KB on */                    \
-                vlm_prefetch_lines (a + j, VLM_STREAM_AHEAD, sizeof (T) / 2);  \
+                if (prefetch) /* the lines of these 32 values, 8 KB on */      \
+                    vlm_prefetch_lines (a + j, VLM_STREAM_AHEAD, sizeof (T) / 2); \
                 s0 = _mm512_fmadd_ps (LOAD (a + j), _mm512_loadu_ps (x + j), s0); \
                 s1 = _mm512_fmadd_ps (LOAD (a + j + 16), _mm512_loadu_ps (x + j + 16), s1); \
             }                                                                  \

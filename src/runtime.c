@@ -12,9 +12,22 @@ static gboolean has_f16c (void)
     return __get_cpuid (1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
+gboolean vlm_float_rows_prefetch = TRUE;
+
+/* AMD family 19h: Zen 3 and Zen 4. */
+static gboolean amd_family_19h (void)
+{
+    unsigned int a, b, c, d;
+    if (!__get_cpuid (0, &a, &b, &c, &d) || b != signature_AMD_ebx || !__get_cpuid (1, &a, &b, &c, &d))
+        return FALSE;
+    unsigned int family = (a >> 8) & 0xf;
+    return family == 0xf && family + ((a >> 20) & 0xff) == 0x19;
+}
+
 static const VlmKernels *choose (void)
 {
     __builtin_cpu_init ();
+    vlm_float_rows_prefetch = !amd_family_19h ();
     gboolean avx2 = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma") &&
                     has_f16c ();
     gboolean avx512 = avx2 && __builtin_cpu_supports ("avx512f") &&
