@@ -483,13 +483,14 @@ static void rows_q8_int (const VlmMatrix *w, const float *x, const float *xg, co
 }
 
 /* One part of x against Q4 codes of two subgroups: the even and the odd
- * elements' pair products summed in int16 (at most 2 x 2 x 15 x 127 =
- * 7620), then into int32 lanes: 0-3 the first subgroup, 4-7 the second. */
+ * elements' pair products summed in int16 lanes (at most 2 x 2 x 15 x 127
+ * = 7620), which a vpmaddwd then sums into int32 lanes: 0-3 the first
+ * subgroup, 4-7 the second. */
 static inline __m256i q4_pair_part (__m256i even, __m256i odd, const gint8 *x)
 {
     __m256i e = _mm256_maddubs_epi16 (even, _mm256_loadu_si256 ((const __m256i *) x));
     __m256i o = _mm256_maddubs_epi16 (odd, _mm256_loadu_si256 ((const __m256i *) (x + 32)));
-    return _mm256_madd_epi16 (_mm256_add_epi16 (e, o), _mm256_set1_epi16 (1));
+    return _mm256_add_epi16 (e, o);
 }
 
 /* Each lane's group scale for subgroups sb and sb + 1 (lanes 0-3, 4-7). */
@@ -503,45 +504,66 @@ static inline __m256 pair_scales (const guint16 *s, int sb, const int group)
                                      _mm256_set_epi32 (1, 1, 1, 1, 0, 0, 0, 0));
 }
 
-/* Q4 two subgroups (32 bytes of codes) a step: the low nibbles are both
- * subgroups' even elements and the high ones their odd elements, the
- * order x is prepared in (blocks of two); an odd last subgroup alone.
- * Half the vector operations per code of one subgroup a step, which
- * needs a lane insert and twice the products and conversions: the AVX2
- * Q4 kernel was compute bound (two threads 16-18 tok/s where the read
- * rate allows 33). */
+/* acc + the products of subgroups sb and sb + 1 of a Q4 row (32 bytes of
+ * codes: the low nibbles are both subgroups' even elements and the high
+ * ones their odd elements, the order x is prepared in, blocks of two).
+ * With two parts their sums are joined in int32, 256 h + l (the row's
+ * sum is 256 times too large: rows_q4_int_groups divides); a third
+ * part's would not fit, and they are joined in float32 (combine). */
+static inline __attribute__ ((always_inline)) __m256
+q4_pair (const guint8 *row, int sb, const VlmIntX *p, const guint16 *s, gsize to_l, gsize to_ll,
+         const int group, const gboolean third, __m256 acc)
+{
+    const __m256i low = _mm256_set1_epi8 (15), ones = _mm256_set1_epi16 (1);
+    __m256i v = _mm256_loadu_si256 ((const __m256i *) (row + (gsize) sb * 16));
+    __m256i even = _mm256_and_si256 (v, low);
+    __m256i odd = _mm256_and_si256 (_mm256_srli_epi16 (v, 4), low);
+    const gint8 *xh = p->xh + (gsize) sb * 32;
+    __m256i h = q4_pair_part (even, odd, xh), l = q4_pair_part (even, odd, xh + to_l);
+    __m256 f;
+    if (third)
+        f = combine (_mm256_madd_epi16 (h, ones), _mm256_madd_epi16 (l, ones),
+                     _mm256_madd_epi16 (q4_pair_part (even, odd, xh + to_ll), ones), TRUE);
+    else
+        f = _mm256_cvtepi32_ps (_mm256_add_epi32 (_mm256_madd_epi16 (h, _mm256_set1_epi16 (256)),
+                                                  _mm256_madd_epi16 (l, ones)));
+    __m256 scale = _mm256_mul_ps (_mm256_loadu_ps (p->dx4 + (gsize) sb * 4), pair_scales (s, sb, group));
+    return _mm256_fmadd_ps (f, scale, acc);
+}
+
+/* Q4 two subgroups a step, four into two chains of sums (one FMA's
+ * latency a step held one chain back); an odd last subgroup alone. Half
+ * the vector operations per code of one subgroup a step, which needs a
+ * lane insert and twice the products and conversions: the AVX2 Q4 kernel
+ * was compute bound (two threads 16-18 tok/s where the read rate allows
+ * 33). */
 static inline __attribute__ ((always_inline)) void
 rows_q4_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float *y, int r0,
                     int r1, const int group, const gboolean third)
 {
-    const __m256i low = _mm256_set1_epi8 (15);
     gsize to_l = p->xl - p->xh, to_ll = third ? (gsize) (p->xll - p->xh) : 0;
+    const float unit = third ? 1.0f : 1.0f / 256; /* see q4_pair */
     for (int r = r0; r < r1; r++) {
         const guint8 *row = ROW (w, r);
         const guint16 *s = w->scales + (gsize) r * w->n_groups;
-        __m256 acc = _mm256_setzero_ps ();
+        __m256 acc0 = _mm256_setzero_ps (), acc1 = acc0;
         int sb = 0;
         vlm_prefetch_params_ahead (w, r);
-        for (; sb + 2 <= p->nsub; sb += 2) {
-            if (sb % 4 == 0)
-                vlm_prefetch_ahead (row + (gsize) sb * 16, 4 * w->row_bytes);
-            __m256i v = _mm256_loadu_si256 ((const __m256i *) (row + (gsize) sb * 16));
-            __m256i even = _mm256_and_si256 (v, low);
-            __m256i odd = _mm256_and_si256 (_mm256_srli_epi16 (v, 4), low);
-            const gint8 *xh = p->xh + (gsize) sb * 32;
-            __m256 f = combine (q4_pair_part (even, odd, xh), q4_pair_part (even, odd, xh + to_l),
-                                third ? q4_pair_part (even, odd, xh + to_ll) : _mm256_setzero_si256 (),
-                                third);
-            __m256 scale = _mm256_mul_ps (_mm256_loadu_ps (p->dx4 + (gsize) sb * 4),
-                                          pair_scales (s, sb, group));
-            acc = _mm256_fmadd_ps (f, scale, acc);
+        for (; sb + 4 <= p->nsub; sb += 4) {
+            vlm_prefetch_ahead (row + (gsize) sb * 16, 4 * w->row_bytes);
+            acc0 = q4_pair (row, sb, p, s, to_l, to_ll, group, third, acc0);
+            acc1 = q4_pair (row, sb + 2, p, s, to_l, to_ll, group, third, acc1);
         }
+        if (sb + 2 <= p->nsub) {
+            acc0 = q4_pair (row, sb, p, s, to_l, to_ll, group, third, acc0);
+            sb += 2;
+        }
+        float t = hsum (_mm256_add_ps (acc0, acc1)) * unit;
         if (sb < p->nsub) {
             __m256 f = dot_q4 (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, third);
-            float scale = _cvtsh_ss (s[sb * 32 / group]) * p->dx[(gsize) sb * 8];
-            acc = _mm256_fmadd_ps (f, _mm256_set1_ps (scale), acc);
+            t += hsum (f) * (_cvtsh_ss (s[sb * 32 / group]) * p->dx[(gsize) sb * 8]);
         }
-        y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
+        y[r] = t + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }
 }
 VLM_INT_ROWS_BY_GROUP (, rows_q4_int, rows_q4)
