@@ -44,7 +44,7 @@
 /* The tail's chunks of 16 columns (or pairs) start at column blocks. */
 _Static_assert (COL_BLOCK % 32 == 0, "a column block is whole chunks of bf16 pairs");
 
-typedef enum { ARITH_F32, ARITH_BF16, ARITH_INT16 } Arith;
+typedef enum { ARITH_F32, ARITH_BF16, ARITH_INT16, ARITH_INT8 } Arith;
 
 typedef struct {
     const float *x;       /* x[m, k] at x[m * ldx + k], or x[k * ldx + m] if xt */
@@ -54,9 +54,10 @@ typedef struct {
     int tail;             /* tokens [M - tail, M) for the tail kernels */
     Arith arith;
     /* tile t from t * 32 * K4: [K][32] floats, or [K4][32] bf16 or int16
-     * pairs (a last tile of 17 to 31 tokens, or any for int16, is padded) */
+     * pairs or int8 quads (a last tile of 17 to 31 tokens, or any for
+     * integers, is padded) */
     guint32 *data;
-    /* int16: the columns in subgroups of 32 (Kp of them, zero past K);
+    /* integers: the columns in subgroups of 32 (Kp of them, zero past K);
      * each tile's steps and sums of its tokens' subgroups, [Kp / 32][32] */
     int Kp;
     float *dx, *xs;
@@ -72,15 +73,17 @@ static gpointer packed_new (const float *x, int M, int K, gsize ldx, gboolean xt
                             Arith arith)
 {
     PackedX *p = g_new0 (PackedX, 1);
-    int tail = M % 32 <= TAIL_MAX && arith != ARITH_INT16 ? M % 32 : 0;
+    gboolean integer = arith == ARITH_INT16 || arith == ARITH_INT8;
+    int tail = M % 32 <= TAIL_MAX && !integer ? M % 32 : 0;
     *p = (PackedX) { x, ldx, xt, M, K, (M - tail + 31) / 32, tail, arith };
     p->Kp = (K + 31) / 32 * 32;
-    p->K4 = arith == ARITH_F32 ? K : arith == ARITH_BF16 ? K / 2 : p->Kp / 2;
+    p->K4 = arith == ARITH_F32 ? K : arith == ARITH_BF16 ? K / 2
+            : arith == ARITH_INT16 ? p->Kp / 2 : p->Kp / 4;
     gsize tile = (gsize) 32 * p->K4;
     p->data = g_malloc (sizeof (guint32) * tile * MAX (p->n_tiles, 1));
     if (M % 32 && !tail) /* the lanes past M, multiplied but never stored: not NaN */
         memset (p->data + tile * (p->n_tiles - 1), 0, sizeof (guint32) * tile);
-    if (arith == ARITH_INT16) {
+    if (integer) {
         p->dx = g_new0 (float, (gsize) p->n_tiles * p->Kp);
         p->xs = g_new0 (float, (gsize) p->n_tiles * p->Kp);
     }
@@ -109,6 +112,11 @@ static gpointer pack_new_int16 (const float *x, int M, int K)
     return packed_new (x, M, K, K, FALSE, ARITH_INT16);
 }
 
+static gpointer pack_new_int8 (const float *x, int M, int K)
+{
+    return packed_new (x, M, K, K, FALSE, ARITH_INT8);
+}
+
 /* Rounds to nearest even, as vcvtne2ps2bf16 (which keeps NaNs NaN). */
 static guint32 bf16_bits (float v)
 {
@@ -130,27 +138,32 @@ BF16 static void row_to_pairs (const float *row, int K, guint32 *pairs)
         pairs[k / 2] = bf16_bits (row[k]) | bf16_bits (row[k + 1]) << 16;
 }
 
-/* Row m of x as int16 pairs, in subgroups of 32 columns (zero past K):
- * x ~ step * code with codes within +-32767 (16 bits of precision, as the
- * row kernels' two int8 parts), each subgroup's step and exact sum to
- * dx[32 g], xs[32 g] (a tile's tokens side by side). A NaN or infinity
- * reaches y through the sum. */
-static void row_to_int16 (const float *row, int K, int Kp, guint32 *pairs, float *dx,
-                          float *xs)
+/* Row m of x as int16 pairs or int8 quads, in subgroups of 32 columns
+ * (zero past K): x ~ step * code with codes within +-32767 (16 bits of
+ * precision, as the row kernels' two int8 parts) or +-127, each
+ * subgroup's step and exact sum to dx[32 g], xs[32 g] (a tile's tokens
+ * side by side). A NaN or infinity reaches y through the sum. */
+static void row_to_int (const float *row, int K, int Kp, gboolean int8, guint32 *codes,
+                        float *dx, float *xs)
 {
+    float range = int8 ? 127.0f : 32767.0f;
     for (int k = 0; k < Kp; k += 32) {
         __mmask16 m0 = K - k >= 16 ? 0xffff : K > k ? (__mmask16) ((1u << (K - k)) - 1) : 0;
         __mmask16 m1 = K - k >= 32 ? 0xffff
                        : K > k + 16 ? (__mmask16) ((1u << (K - k - 16)) - 1) : 0;
         __m512 a = _mm512_maskz_loadu_ps (m0, row + k), b = _mm512_maskz_loadu_ps (m1, row + k + 16);
         float amax = _mm512_reduce_max_ps (_mm512_max_ps (_mm512_abs_ps (a), _mm512_abs_ps (b)));
-        float inv = amax > 0 ? 32767.0f / amax : 0.0f;
-        __m512 sc = _mm512_set1_ps (inv);
-        __m256i qa = _mm512_cvtsepi32_epi16 (_mm512_cvtps_epi32 (_mm512_mul_ps (a, sc)));
-        __m256i qb = _mm512_cvtsepi32_epi16 (_mm512_cvtps_epi32 (_mm512_mul_ps (b, sc)));
-        _mm512_storeu_si512 (pairs + k / 2,
-                             _mm512_inserti64x4 (_mm512_castsi256_si512 (qa), qb, 1));
-        dx[k] = amax / 32767.0f;
+        __m512 sc = _mm512_set1_ps (amax > 0 ? range / amax : 0.0f);
+        __m512i ia = _mm512_cvtps_epi32 (_mm512_mul_ps (a, sc));
+        __m512i ib = _mm512_cvtps_epi32 (_mm512_mul_ps (b, sc));
+        if (int8)
+            _mm256_storeu_si256 ((__m256i *) (codes + k / 4),
+                                 _mm256_set_m128i (_mm512_cvtsepi32_epi8 (ib), _mm512_cvtsepi32_epi8 (ia)));
+        else
+            _mm512_storeu_si512 (codes + k / 2,
+                                 _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm512_cvtsepi32_epi16 (ia)),
+                                                     _mm512_cvtsepi32_epi16 (ib), 1));
+        dx[k] = amax / range;
         xs[k] = _mm512_reduce_add_ps (_mm512_add_ps (a, b));
     }
 }
@@ -212,8 +225,8 @@ static void pack_part (gpointer packed, int ith, int nth)
 {
     PackedX *p = packed;
     int t0, t1, K = p->K, P = p->K4;
-    /* bf16 and int16: a tile's rows as pairs, transposed like float32
-     * values */
+    /* bf16 and integers: a tile's rows as 4-byte pairs or quads,
+     * transposed like float32 values */
     guint32 *pairs = p->arith != ARITH_F32 ? g_new (guint32, (gsize) 32 * P) : NULL;
     for (int m = 0; ith == 0 && m < p->tail; m++) {
         int mm = p->M - p->tail + m;
@@ -251,8 +264,9 @@ static void pack_part (gpointer packed, int ith, int nth)
             if (p->arith == ARITH_BF16)
                 row_to_pairs (x + (gsize) m * p->ldx, K, pairs + (gsize) m * P);
             else
-                row_to_int16 (x + (gsize) m * p->ldx, K, p->Kp, pairs + (gsize) m * P,
-                              p->dx + (gsize) t * p->Kp + m, p->xs + (gsize) t * p->Kp + m);
+                row_to_int (x + (gsize) m * p->ldx, K, p->Kp, p->arith == ARITH_INT8,
+                            pairs + (gsize) m * P, p->dx + (gsize) t * p->Kp + m,
+                            p->xs + (gsize) t * p->Kp + m);
         transpose (pairs, P, n, P, d, 32);
     }
     g_free (pairs);
@@ -342,38 +356,46 @@ typedef void (*TileFunc) (const guint32 *a, const void *w, gsize ldw, int kc, fl
 TILE_ANY (tile_any, tile_kernel, )
 TILE_ANY (tile_any_bf16, tile_kernel_bf16, BF16)
 
-/* yt += panel rows (int16 codes, kc apart; each subgroup's scale and
- * offset in s and o, lds apart) . x int16 pairs over kc columns, dx and xs
- * the tile's steps and sums of its subgroups. Per subgroup of 32 columns
- * the 16 pairs' products are summed exactly in int32 (codes below 2^8,
- * x within 2^15: at most 2^28), then scaled into the float32 sums:
- * y += s dx sum + o xs. Twice the products of a float32 FMA each, at 4
- * float32 operations per 16 (24 accumulators: 6 rows). */
+/* yt += panel rows (codes, int16 or bytes, ldw bytes apart; each
+ * subgroup's scale and offset in s and o, lds apart) . x steps a over kc
+ * columns, dx and xs the tile's steps and sums of its subgroups. Per
+ * subgroup of 32 columns the products are summed exactly in int32:
+ * int16 x and codes in pairs by vpdpwssd (codes below 2^8, x within 2^15:
+ * at most 2^28), or 8-bit x and Q4 codes in quads by vpdpbusd (at most 32
+ * x 15 x 127); then scaled into the float32 sums: y += s dx sum + o xs.
+ * Twice (int16) or four times (int8) the products of a float32 FMA each,
+ * at 4 float32 operations a subgroup (24 accumulators: 6 rows). */
 #define NR_INT 6
-_Static_assert (ROW_BLOCK % NR_INT == 0, "a row block is whole int16 kernel calls");
+_Static_assert (ROW_BLOCK % NR_INT == 0, "a row block is whole integer kernel calls");
 
 VNNI static inline __attribute__ ((always_inline)) void
-tile_kernel_int16 (const guint32 *a, const gint16 *w, int kc, const float *s, const float *o,
-                   int lds, const float *dx, const float *xs, float *yt, int ld, const int nr,
-                   const int nv)
+tile_kernel_int (const guint32 *a, const guint8 *w, gsize ldw, int kc, const float *s,
+                 const float *o, int lds, const float *dx, const float *xs, float *yt, int ld,
+                 const int nr, const int nv, const gboolean int8)
 {
+    const int steps = int8 ? 8 : 16; /* a subgroup's steps of 4 bytes */
     LOAD_ACC (nv)
     for (int g = 0; g < kc / 32; g++) {
         __m512i ia[NR_INT][2];
+#pragma GCC unroll 6
+        for (int i = 0; i < nr; i++)
+#pragma GCC unroll 2
+            for (int h = 0; h < nv; h++)
+                ia[i][h] = _mm512_setzero_si512 ();
 #pragma GCC unroll 16
-        for (int q = 0; q < 16; q++) {
+        for (int q = 0; q < steps; q++) {
             __m512i x[2] = { _mm512_loadu_si512 (a) };
             if (nv == 2)
                 x[1] = _mm512_loadu_si512 (a + 16);
 #pragma GCC unroll 6
             for (int i = 0; i < nr; i++) {
-                guint32 pair;
-                memcpy (&pair, w + (gsize) i * kc + 32 * g + 2 * q, 4);
-                __m512i wb = _mm512_set1_epi32 ((int) pair);
+                guint32 four;
+                memcpy (&four, w + (gsize) i * ldw + 4 * (gsize) (steps * g + q), 4);
+                __m512i wb = _mm512_set1_epi32 ((int) four);
 #pragma GCC unroll 2
                 for (int h = 0; h < nv; h++)
-                    ia[i][h] = q ? _mm512_dpwssd_epi32 (ia[i][h], x[h], wb)
-                                 : _mm512_madd_epi16 (x[h], wb);
+                    ia[i][h] = int8 ? _mm512_dpbusd_epi32 (ia[i][h], wb, x[h])
+                                    : _mm512_dpwssd_epi32 (ia[i][h], x[h], wb);
             }
             a += 32;
         }
@@ -395,18 +417,28 @@ tile_kernel_int16 (const guint32 *a, const gint16 *w, int kc, const float *s, co
 
 /* nv token vectors: 2, or 1 for a last tile of up to 16 tokens (the
  * prompt's few after 256 image tokens: 0.6 of a whole tile's time) */
-VNNI static void tile_any_int16 (const guint32 *a, const gint16 *w, int kc, const float *s,
-                                 const float *o, int lds, const float *dx, const float *xs,
-                                 float *yt, int ld, int nr, int nv)
-{
-    switch (nr * 2 + nv - 1) {
-#define CASE_INT(N, V)                                                         \
-    case N * 2 + V - 1: tile_kernel_int16 (a, w, kc, s, o, lds, dx, xs, yt, ld, N, V); break;
-    CASE_INT (1, 1) CASE_INT (2, 1) CASE_INT (3, 1) CASE_INT (4, 1) CASE_INT (5, 1) CASE_INT (6, 1)
-    CASE_INT (1, 2) CASE_INT (2, 2) CASE_INT (3, 2) CASE_INT (4, 2) CASE_INT (5, 2) CASE_INT (6, 2)
-#undef CASE_INT
+typedef void (*IntTileFunc) (const guint32 *a, const guint8 *w, gsize ldw, int kc,
+                             const float *s, const float *o, int lds, const float *dx,
+                             const float *xs, float *yt, int ld, int nr, int nv);
+#define TILE_ANY_INT(NAME, INT8)                                                \
+    VNNI static void NAME (const guint32 *a, const guint8 *w, gsize ldw, int kc, \
+                           const float *s, const float *o, int lds, const float *dx, \
+                           const float *xs, float *yt, int ld, int nr, int nv)  \
+    {                                                                           \
+        switch (nr * 2 + nv - 1) {                                              \
+        CASE_INT (1, 1, INT8) CASE_INT (2, 1, INT8) CASE_INT (3, 1, INT8)       \
+        CASE_INT (4, 1, INT8) CASE_INT (5, 1, INT8) CASE_INT (6, 1, INT8)       \
+        CASE_INT (1, 2, INT8) CASE_INT (2, 2, INT8) CASE_INT (3, 2, INT8)       \
+        CASE_INT (4, 2, INT8) CASE_INT (5, 2, INT8) CASE_INT (6, 2, INT8)       \
+        }                                                                       \
     }
-}
+#define CASE_INT(N, V, INT8)                                                    \
+    case N * 2 + V - 1:                                                         \
+        tile_kernel_int (a, w, ldw, kc, s, o, lds, dx, xs, yt, ld, N, V, INT8); \
+        break;
+
+TILE_ANY_INT (tile_any_int16, FALSE)
+TILE_ANY_INT (tile_any_int8, TRUE)
 
 /* yt[i, j] += W row i . x_j over kc columns for rows i < nb and tokens
  * j < n: float32 (rows ldw floats apart), and bf16 pairs (rows ldw bytes
@@ -507,25 +539,34 @@ tail_row_bf16 (const guint8 *wi, int np, const guint32 *x, gsize cs, float *yt, 
 TAIL_ANY (tail_f32, tail_row_f32, float, float, )
 TAIL_ANY (tail_bf16, tail_row_bf16, guint8, guint32, BF16)
 
-/* Codes of quantized W[r, k0 .. k0 + kc) as int16 (k0 and kc multiples of
- * 32, within one piece), and each subgroup's scale and offset as float32. */
-static void codes_row (const VlmMatrix *w, int r, int k0, int kc, gint16 *out, float *s,
-                       float *o)
+/* Codes of quantized W[r, k0 .. k0 + kc) as int16 or, Q4 for int8 x, as
+ * bytes (k0 and kc multiples of 32, within one piece), and each
+ * subgroup's scale and offset as float32. */
+static void codes_row (const VlmMatrix *w, int r, int k0, int kc, gboolean int8, guint8 *out,
+                       float *s, float *o)
 {
     int pc = w->piece_cols, j0 = pc ? k0 % pc : k0;
     VlmMatrix v = vlm_matrix_piece (w, pc ? k0 / pc : 0);
     const guint8 *row = (const guint8 *) v.data + (gsize) r * v.row_bytes;
     const guint16 *vs = v.scales + (gsize) r * v.n_groups, *vo = v.biases + (gsize) r * v.n_groups;
     for (int j = 0; j < kc; j += 32) {
-        __m512i c;
-        if (v.type == VLM_MAT_Q8) {
-            c = _mm512_cvtepu8_epi16 (_mm256_loadu_si256 ((const __m256i *) (row + j0 + j)));
-        } else { /* byte k: code 2k low, 2k + 1 high -> int32 lane k, a pair */
-            __m512i b = _mm512_cvtepu8_epi32 (_mm_loadu_si128 ((const __m128i *) (row + (j0 + j) / 2)));
-            c = _mm512_or_si512 (_mm512_and_si512 (b, _mm512_set1_epi32 (15)),
-                                 _mm512_slli_epi32 (_mm512_srli_epi32 (b, 4), 16));
+        if (int8) { /* Q4, byte k: code 2k low, 2k + 1 high */
+            __m128i b = _mm_loadu_si128 ((const __m128i *) (row + (j0 + j) / 2));
+            __m128i lo = _mm_and_si128 (b, _mm_set1_epi8 (15));
+            __m128i hi = _mm_and_si128 (_mm_srli_epi16 (b, 4), _mm_set1_epi8 (15));
+            _mm256_storeu_si256 ((__m256i *) (out + j),
+                                 _mm256_set_m128i (_mm_unpackhi_epi8 (lo, hi), _mm_unpacklo_epi8 (lo, hi)));
+        } else {
+            __m512i c;
+            if (v.type == VLM_MAT_Q8) {
+                c = _mm512_cvtepu8_epi16 (_mm256_loadu_si256 ((const __m256i *) (row + j0 + j)));
+            } else { /* byte k: code 2k low, 2k + 1 high -> int32 lane k, a pair */
+                __m512i b = _mm512_cvtepu8_epi32 (_mm_loadu_si128 ((const __m128i *) (row + (j0 + j) / 2)));
+                c = _mm512_or_si512 (_mm512_and_si512 (b, _mm512_set1_epi32 (15)),
+                                     _mm512_slli_epi32 (_mm512_srli_epi32 (b, 4), 16));
+            }
+            _mm512_storeu_si512 (out + 2 * j, c);
         }
-        _mm512_storeu_si512 (out + j, c);
         int g = (j0 + j) / v.group;
         s[j / 32] = _cvtsh_ss (vs[g]);
         o[j / 32] = _cvtsh_ss (vo[g]);
@@ -537,36 +578,41 @@ static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize
                        gboolean yt_out, int r0, int r1)
 {
     const PackedX *p = packed;
-    gboolean int16 = p->arith == ARITH_INT16, bf16 = p->arith == ARITH_BF16;
-    int M = p->M, K = int16 ? p->Kp : p->K, ld = 32 * ((M + 31) / 32);
+    gboolean int8 = p->arith == ARITH_INT8, integer = int8 || p->arith == ARITH_INT16;
+    gboolean bf16 = p->arith == ARITH_BF16;
+    int M = p->M, K = integer ? p->Kp : p->K, ld = 32 * ((M + 31) / 32);
     int max_rows = MIN (ROW_BLOCK, r1 - r0), max_cols = MIN (COL_BLOCK, K);
     float *yt = g_malloc (sizeof (float) * max_rows * ld);
-    /* float32 from other types: widened panels; int16: codes, scales and
-     * offsets; bf16 pairs and float32: the weights where they are */
+    /* float32 from other types: widened panels; integers: codes, scales
+     * and offsets; bf16 pairs and float32: the weights where they are */
     gboolean widen = p->arith == ARITH_F32 && w->type != VLM_MAT_F32;
     float *panel = widen ? g_malloc (sizeof (float) * max_rows * max_cols) : NULL;
-    gint16 *codes = int16 ? g_malloc (sizeof (gint16) * max_rows * max_cols) : NULL;
-    float *so = int16 ? g_malloc (sizeof (float) * max_rows * max_cols / 16) : NULL;
+    gsize code_size = int8 ? 1 : 2;
+    guint8 *codes = integer ? g_malloc (code_size * max_rows * max_cols) : NULL;
+    float *so = integer ? g_malloc (sizeof (float) * max_rows * max_cols / 16) : NULL;
+    IntTileFunc int_tile = int8 ? tile_any_int8 : tile_any_int16;
     TileFunc tile = bf16 ? tile_any_bf16 : tile_any;
     for (int b0 = r0; b0 < r1; b0 += ROW_BLOCK) {
         int nb = MIN (ROW_BLOCK, r1 - b0);
         memset (yt, 0, sizeof (float) * nb * ld);
         for (int k0 = 0; k0 < K; k0 += COL_BLOCK) {
             int kc = MIN (COL_BLOCK, K - k0);
-            if (int16) { /* scales [nb][lds], then offsets */
+            if (integer) { /* scales [nb][lds], then offsets */
                 int lds = kc / 32;
+                gsize ldw = code_size * kc;
                 float *s = so, *o = so + (gsize) nb * lds;
                 for (int i = 0; i < nb; i++)
-                    codes_row (w, b0 + i, k0, kc, codes + (gsize) i * kc, s + (gsize) i * lds,
-                               o + (gsize) i * lds);
+                    codes_row (w, b0 + i, k0, kc, int8, codes + (gsize) i * ldw,
+                               s + (gsize) i * lds, o + (gsize) i * lds);
                 for (int t = 0; t < p->n_tiles; t++) {
-                    const guint32 *a = p->data + (gsize) t * 32 * p->K4 + (gsize) k0 / 2 * 32;
+                    const guint32 *a = p->data + (gsize) t * 32 * p->K4 +
+                                       (gsize) k0 / (int8 ? 4 : 2) * 32;
                     const float *dx = p->dx + (gsize) t * p->Kp + k0, *xs = p->xs + (gsize) t * p->Kp + k0;
                     int nv = M - 32 * t > 16 ? 2 : 1;
                     for (int i = 0; i < nb; i += NR_INT)
-                        tile_any_int16 (a, codes + (gsize) i * kc, kc, s + (gsize) i * lds,
-                                        o + (gsize) i * lds, lds, dx, xs,
-                                        yt + (gsize) i * ld + 32 * t, ld, MIN (NR_INT, nb - i), nv);
+                        int_tile (a, codes + (gsize) i * ldw, ldw, kc, s + (gsize) i * lds,
+                                  o + (gsize) i * lds, lds, dx, xs, yt + (gsize) i * ld + 32 * t, ld,
+                                  MIN (NR_INT, nb - i), nv);
                 }
                 continue;
             }
@@ -635,3 +681,5 @@ const VlmGemm vlm_gemm_avx512 = { pack_new, pack_part, rows, packed_free, pack_n
 const VlmGemm vlm_gemm_avx512bf16 = { pack_new_bf16, pack_part, rows, packed_free };
 const VlmGemm vlm_gemm_avx512int16 = { pack_new_int16, pack_part, rows, packed_free,
                                        .x_range = 32767 };
+const VlmGemm vlm_gemm_avx512int8 = { pack_new_int8, pack_part, rows, packed_free,
+                                      .x_range = 127 };

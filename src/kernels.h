@@ -61,6 +61,7 @@ extern const VlmKernels vlm_kernels_avx512_vnni;
 extern const VlmGemm vlm_gemm_avx512;
 extern const VlmGemm vlm_gemm_avx512bf16;
 extern const VlmGemm vlm_gemm_avx512int16;
+extern const VlmGemm vlm_gemm_avx512int8;
 extern const VlmGemm vlm_gemm_avx2int16;
 extern const VlmGemm vlm_gemm_avx2int8;
 
@@ -71,10 +72,10 @@ const VlmKernels *vlm_kernels_get (void);
  * AVX-512 BF16 and the chosen set is an AVX-512 one; else NULL. */
 const VlmGemm *vlm_gemm_bf16_dot (void);
 /* The GEMM for w with fast_dot: bf16 dot products for BF16 (an even
- * number of columns: the kernel reads pairs); integer ones for Q8/Q4: with
- * the avx512-vnni set 16-bit (vpdpwssd), with the avx2 set 16-bit for Q8
- * (vpmaddwd) and 8-bit for Q4 (vpmaddubsw: gemm_avx2.c says why); NULL
- * where the CPU has none. */
+ * number of columns: the kernel reads pairs); integer ones for Q8/Q4,
+ * 16-bit x for Q8 and 8-bit for Q4 (gemm_avx2.c says why): with the
+ * avx512-vnni set vpdpwssd and vpdpbusd, with the avx2 set vpmaddwd and
+ * vpmaddubsw; NULL where the CPU has none. */
 const VlmGemm *vlm_gemm_fast_dot (const VlmMatrix *w);
 
 /* Matrix-vector products read rows in order; asking for the bytes ahead

@@ -68,7 +68,7 @@ const VlmGemm *vlm_gemm_fast_dot (const VlmMatrix *w)
     if (w->type == VLM_MAT_Q8 || w->type == VLM_MAT_Q4) {
         const VlmKernels *k = vlm_kernels_get ();
         if (k == &vlm_kernels_avx512_vnni)
-            return &vlm_gemm_avx512int16;
+            return w->type == VLM_MAT_Q8 ? &vlm_gemm_avx512int16 : &vlm_gemm_avx512int8;
         if (k == &vlm_kernels_avx2)
             return w->type == VLM_MAT_Q8 ? &vlm_gemm_avx2int16 : &vlm_gemm_avx2int8;
         return NULL;
