@@ -40,13 +40,13 @@ static inline float scalar_f32 (float v) { return v; }
 /* Rows read as in kernels_avx512.c: short ones one at a time as one
  * stream, long ones four at a time (AVX2 bf16 on a Zen 5: 31 -> 40 GB/s
  * one thread on rows of 2048); the software prefetch where it helps
- * (vlm_float_rows_prefetch). */
+ * (vlm_tuning.float_rows_prefetch). */
 #define FLOAT_ROWS(NAME, T, LOAD, SCALAR)                                      \
     static void NAME (const VlmMatrix *w, const float *x, const float *xg,    \
                       const void *prep, float *y, int r0, int r1)         \
     {                                                                          \
         int K = w->cols, K8 = K & ~7;                                          \
-        const gboolean prefetch = vlm_float_rows_prefetch;                     \
+        const gboolean prefetch = vlm_tuning.float_rows_prefetch;                     \
         int r = r0;                                                            \
         for (; K > VLM_SHORT_ROW && r + 4 <= r1; r += 4) {                     \
             const T *a = (const T *) ROW (w, r), *b = (const T *) ROW (w, r + 1), \

@@ -53,7 +53,7 @@ static inline __m512 load_f32_tail (const float *p, __mmask16 m)
     {                                                                          \
         int K = w->cols, K16 = K & ~15;                                        \
         __mmask16 tail = (__mmask16) ((1u << (K - K16)) - 1);                  \
-        const gboolean prefetch = vlm_float_rows_prefetch;                     \
+        const gboolean prefetch = vlm_tuning.float_rows_prefetch;                     \
         int r = r0;                                                            \
         for (; K > VLM_SHORT_ROW && r + 4 <= r1; r += 4) {                     \
             const T *a = (const T *) ROW (w, r), *b = (const T *) ROW (w, r + 1), \
@@ -580,10 +580,28 @@ q4_block4 (const guint8 *row, int sb, const XBlock4 *x, __m512 scales, const gbo
 VNNI_ROWS (rows_q8_vnni, codes_q8, codes_q8_one, rows_q8, FALSE)
 VNNI_ROWS (rows_q4_vnni, codes_q4, codes_q4_one, rows_q4, TRUE)
 
+/* Q8 made at load through the avx2 set's rows of int16 x where those
+ * read faster (vlm_tuning.q8_rows_vnni). */
+static gpointer prepare_q8_tuned (const VlmMatrix *w, const float *x)
+{
+    if (w->fast_dot && !vlm_tuning.q8_rows_vnni)
+        return vlm_kernels_avx2.prepare[VLM_MAT_Q8] (w, x);
+    return prepare_vnni (w, x);
+}
+
+static void rows_q8_tuned (const VlmMatrix *w, const float *x, const float *xg, const void *prep,
+                           float *y, int r0, int r1)
+{
+    if (w->fast_dot && !vlm_tuning.q8_rows_vnni)
+        vlm_kernels_avx2.rows[VLM_MAT_Q8] (w, x, xg, prep, y, r0, r1);
+    else
+        rows_q8_vnni (w, x, xg, prep, y, r0, r1);
+}
+
 const VlmKernels vlm_kernels_avx512_vnni = {
     .name = "avx512-vnni",
-    .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_vnni, rows_q4_vnni },
-    .prepare = { NULL, NULL, NULL, prepare_vnni, prepare_vnni },
+    .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_tuned, rows_q4_vnni },
+    .prepare = { NULL, NULL, NULL, prepare_q8_tuned, prepare_vnni },
     .widen = { widen_f32, widen_bf16, widen_f16, widen_q8, widen_q4 },
     .gemm = { &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512, &vlm_gemm_avx512,
               &vlm_gemm_avx512 },

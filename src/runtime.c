@@ -12,7 +12,7 @@ static gboolean has_f16c (void)
     return __get_cpuid (1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
-gboolean vlm_float_rows_prefetch = TRUE;
+VlmTuning vlm_tuning = { TRUE, TRUE };
 
 /* AMD family 19h: Zen 3 and Zen 4. */
 static gboolean amd_family_19h (void)
@@ -27,7 +27,8 @@ static gboolean amd_family_19h (void)
 static const VlmKernels *choose (void)
 {
     __builtin_cpu_init ();
-    vlm_float_rows_prefetch = !amd_family_19h ();
+    gboolean zen4 = amd_family_19h ();
+    vlm_tuning = (VlmTuning) { .float_rows_prefetch = !zen4, .q8_rows_vnni = !zen4 };
     gboolean avx2 = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma") &&
                     has_f16c ();
     gboolean avx512 = avx2 && __builtin_cpu_supports ("avx512f") &&

@@ -229,7 +229,22 @@ static void test_quantize_roundtrip (void)
 /* The GEMM path (float32 panels and cblas_sgemm, or the CPU's GEMM for the
  * stored type) against a float64 product with the matrix as stored, and
  * against the GEMV path, over tile and block edges and an odd width. */
+static void gemm_matches_gemv (void);
+
+/* Both ways of each choice made by the CPU's model (vlm_tuning): the
+ * other way runs on other machines. */
 static void test_gemm_matches_gemv (void)
+{
+    vlm_kernels_get (); /* sets vlm_tuning */
+    VlmTuning chosen = vlm_tuning;
+    for (int way = 0; way < 2; way++) {
+        vlm_tuning = (VlmTuning) { .float_rows_prefetch = way, .q8_rows_vnni = way };
+        gemm_matches_gemv ();
+    }
+    vlm_tuning = chosen;
+}
+
+static void gemm_matches_gemv (void)
 {
     VlmThreadPool *pool = vlm_thread_pool_new (2);
     const int shapes[][3] = { { 5, 300, 1024 }, { 37, 301, 1000 }, { 33, 130, 588 },

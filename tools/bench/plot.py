@@ -32,8 +32,9 @@ def main(src, out):
     ax.set_xticklabels(names, fontsize=8)
     ax.set_ylabel("tokens / s")
     reads = [f["read_bandwidth_gb_s"]["median"] for f in run["formats"]]
-    ax.set_title(f"PaliGemma-3B decode, {run['cpu']}, {int(run['threads'])} threads, "
-                 f"read {min(reads):.0f}-{max(reads):.0f} GB/s next to the runs", fontsize=9)
+    ax.set_title(f"PaliGemma-3B decode, {run['cpu']}, {run['kernels']} kernels, "
+                 f"{int(run['threads'])} threads, read {min(reads):.0f}-{max(reads):.0f} GB/s "
+                 "next to the runs", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
