@@ -89,16 +89,19 @@ const VlmGemm *vlm_gemm_fast_dot (const VlmMatrix *w);
  * the kernel set (runtime.c). On AMD's family 19h (Zen 3, Zen 4; TRUE
  * elsewhere, FALSE there):
  * - float_rows_prefetch: whether the float row kernels ask for the bytes
- *   ahead themselves. The hardware's prefetch alone read faster there,
- *   BF16 two threads 30-34 -> 35-38 GB/s for rows of 2048 and 25-26 ->
- *   30-33 for rows of 16384 (one thread 21-24 -> 22-27 and 14-15 ->
- *   19-20), AVX2 and AVX-512 alike; on a Zen 5 it was the faster way.
- *   Quantized rows ask on every CPU (three streams: without, Zen 4 Q4
- *   99 -> 87 GFLOP/s, Q8 72 -> 69).
+ *   ahead themselves. The hardware's prefetch alone read faster there:
+ *   BF16, two threads, AVX2 30-34 -> 35-38 GB/s for rows of 2048 and
+ *   25-26 -> 30-33 for rows of 16384 (one thread 21-24 -> 22-27 and
+ *   14-15 -> 19-20), AVX-512 30.4 -> 43.1 and 29.7 -> 33.7; on a Zen 5 it
+ *   was the faster way. Quantized rows ask on every CPU (three streams:
+ *   without, Zen 4 Q4 99 -> 87 GFLOP/s, Q8 72 -> 69).
  * - q8_rows_vnni: whether the avx512-vnni set multiplies Q8 made at load
  *   with x's two int8 parts (vpdpbusd), or takes the avx2 set's rows of
  *   int16 x (Zen 4, whose 512-bit operations take two passes: two threads
- *   53.5 -> 68.7 GFLOP/s, one thread 30.1 -> 42.9). */
+ *   54.5 -> 69.1 GFLOP/s, one thread 30.4 -> 45.2).
+ * Measured on a Zen 4 (model 17h); Zen 3 shares the family and is taken
+ * to be alike. Set once, before any kernel runs, so that a product's
+ * prepare and rows functions make the same choice. */
 typedef struct {
     gboolean float_rows_prefetch;
     gboolean q8_rows_vnni;

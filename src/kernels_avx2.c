@@ -330,7 +330,9 @@ static void norm (float *o, const float *r, const float *w, const float *b, int 
 /* ---- integer dot products for Q8/Q4 ----
  * vpmaddubsw multiplies unsigned bytes with signed ones in pairs, summed
  * into int16 with saturation. x comes in two int8 parts (vlm_int_x_new: 16
- * bits of precision) for matrices with fast_dot, else three (24 bits). Q4 codes (<= 15) go in as they are; Q8 codes are
+ * bits of precision) for matrices with fast_dot, else three (24 bits);
+ * Q8 with fast_dot and groups of 32 takes x as int16 instead
+ * (prepare_q8). Q4 codes (<= 15) go in as they are; Q8 codes are
  * recentred, q - 128, and multiplied through the sign trick (|q - 128| with
  * x's signs flipped where q < 128) so that no pair can saturate; the 128 q
  * part moves into the offset term. */

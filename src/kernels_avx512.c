@@ -581,7 +581,8 @@ VNNI_ROWS (rows_q8_vnni, codes_q8, codes_q8_one, rows_q8, FALSE)
 VNNI_ROWS (rows_q4_vnni, codes_q4, codes_q4_one, rows_q4, TRUE)
 
 /* Q8 made at load through the avx2 set's rows of int16 x where those
- * read faster (vlm_tuning.q8_rows_vnni). */
+ * read faster (vlm_tuning.q8_rows_vnni, set before any kernel runs: the
+ * two functions choose alike). */
 static gpointer prepare_q8_tuned (const VlmMatrix *w, const float *x)
 {
     if (w->fast_dot && !vlm_tuning.q8_rows_vnni)

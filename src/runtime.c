@@ -27,8 +27,8 @@ static gboolean amd_family_19h (void)
 static const VlmKernels *choose (void)
 {
     __builtin_cpu_init ();
-    gboolean zen4 = amd_family_19h ();
-    vlm_tuning = (VlmTuning) { .float_rows_prefetch = !zen4, .q8_rows_vnni = !zen4 };
+    gboolean family_19h = amd_family_19h ();
+    vlm_tuning = (VlmTuning) { .float_rows_prefetch = !family_19h, .q8_rows_vnni = !family_19h };
     gboolean avx2 = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma") &&
                     has_f16c ();
     gboolean avx512 = avx2 && __builtin_cpu_supports ("avx512f") &&

@@ -231,6 +231,33 @@ static void test_quantize_roundtrip (void)
  * against the GEMV path, over tile and block edges and an odd width. */
 static void gemm_matches_gemv (void);
 
+/* The offset of the group of W[r, j] (quantized W, in pieces or not). */
+static double offset_at (const VlmMatrix *w, int r, int j)
+{
+    VlmMatrix v = vlm_matrix_piece (w, w->piece_cols ? j / w->piece_cols : 0);
+    int jj = w->piece_cols ? j % w->piece_cols : j;
+    return vlm_f16_to_f32 (v.biases[(gsize) r * v.n_groups + jj / v.group]);
+}
+
+/* x[0 .. cols) as an integer GEMM takes it: per subgroup of 32 columns
+ * the codes rint (x * (range / max|x|)) times the step max|x| / range, in
+ * float32 as the kernels compute them; amax[j] the subgroup's max|x|. */
+static void quantize_like_gemm (const float *x, int cols, int range, double *xq, float *amax)
+{
+    for (int k = 0; k < cols; k += 32) {
+        int n = MIN (32, cols - k);
+        float m = 0;
+        for (int j = 0; j < n; j++)
+            m = MAX (m, fabsf (x[k + j]));
+        float sc = m > 0 ? (float) range / m : 0.0f, dx = m / (float) range;
+        for (int j = 0; j < n; j++) {
+            float c = CLAMP (rintf (x[k + j] * sc), -range, range);
+            xq[k + j] = (double) dx * c;
+            amax[k + j] = m;
+        }
+    }
+}
+
 /* Both ways of each choice made by the CPU's model (vlm_tuning): the
  * other way runs on other machines. */
 static void test_gemm_matches_gemv (void)
@@ -260,14 +287,15 @@ static void gemm_matches_gemv (void)
         int M = shapes[z][0], rows = shapes[z][1], cols = shapes[z][2];
         float *w = g_new (float, rows * cols), *x = g_new (float, M * cols),
               *b = g_new (float, rows), *y = g_new (float, M * rows), *y1 = g_new (float, M * rows),
-              *wr = g_new (float, cols);
+              *wr = g_new (float, cols), *amax = g_new (float, M * cols);
+        double *xq = g_new (double, M * cols), *wo = g_new (double, cols);
         for (int i = 0; i < rows * cols; i++)
             w[i] = rnd ();
         for (int i = 0; i < M * cols; i++)
             x[i] = rnd ();
         for (int i = 0; i < rows; i++)
             b[i] = rnd ();
-        /* types 7 and 8: Q8 and Q4 with fast_dot (16-bit integer x) */
+        /* types 7 and 8: Q8 and Q4 with fast_dot (integer x) */
         for (int t = VLM_MAT_F32; t <= VLM_MAT_Q4 + 4; t++) {
             gpointer keep;
             VlmMatrix m = make (t > VLM_MAT_Q4 + 2 ? t - 4 : t, w, rows, cols, &keep);
@@ -275,33 +303,54 @@ static void gemm_matches_gemv (void)
             vlm_matrix_mul (pool, &m, x, M, b, y);
             for (int i = 0; i < M; i++) /* GEMV, token by token */
                 vlm_matrix_mul (pool, &m, x + i * cols, 1, b, y1 + i * rows);
-            /* integer GEMMs' x is off by at most half a step, max |x| /
-             * (2 x_range); the GEMV's two int8 parts by max |x| / 65534 */
+            /* Integer x meets only s q = w - o of a weight (the offset
+             * meets the exact sum of x): an integer GEMM's x is off by at
+             * most half a step, max |x| / (2 x_range) of its subgroup; the
+             * GEMV's two int8 parts by a 512th of a step, max |x| / 32512
+             * where the residual is clamped (Q8 rows of int16 x: half a
+             * step of 32767). */
             const VlmGemm *fd = m.fast_dot ? vlm_gemm_fast_dot (&m) : NULL;
-            double x_err = fd && fd->x_range ? 0.5 / fd->x_range : m.fast_dot ? 1.0 / 65534 : 0;
+            int x_range = fd ? fd->x_range : 0;
+            for (int i = 0; i < M; i++)
+                quantize_like_gemm (x + i * cols, cols, x_range ? x_range : 127, xq + i * cols,
+                                    amax + i * cols);
+            gboolean quant = m.type == VLM_MAT_Q8 || m.type == VLM_MAT_Q4;
             double moved = 0; /* from the float32 products */
             for (int r = 0; r < rows; r++) {
                 vlm_matrix_get_row (&m, r, wr);
+                for (int j = 0; j < cols; j++)
+                    wo[j] = quant ? wr[j] - offset_at (&m, r, j) : wr[j];
                 for (int i = 0; i < M; i++) {
-                    double ref = b[r], mag = fabs (b[r]), wsum = 0, xmax = 0;
+                    const float *xi = x + i * cols, *ai = amax + i * cols;
+                    double ref = b[r], mag = fabs (b[r]), x_err = 0, x_err1 = 0;
+                    /* x as the integer GEMM takes it */
+                    double refq = b[r], magq = fabs (b[r]);
                     for (int j = 0; j < cols; j++) {
-                        ref += (double) wr[j] * x[i * cols + j];
-                        mag += fabs ((double) wr[j] * x[i * cols + j]);
-                        wsum += fabs (wr[j]);
-                        xmax = MAX (xmax, fabs (x[i * cols + j]));
+                        ref += (double) wr[j] * xi[j];
+                        mag += fabs ((double) wr[j] * xi[j]);
+                        x_err += fabs (wo[j]) * ai[j] / (2.0 * MAX (x_range, 1));
+                        x_err1 += fabs (wo[j]) * ai[j] / 32512;
+                        double o = wr[j] - wo[j];
+                        refq += wo[j] * xq[i * cols + j] + o * xi[j];
+                        magq += fabs (wo[j] * xq[i * cols + j]) + fabs (o * xi[j]);
                     }
                     /* float32 accumulation: observed <= 1.3e-7 */
-                    double tol = 5e-7 * mag + wsum * xmax * x_err;
+                    double tol = 5e-7 * mag + (x_range ? x_err : 0);
                     if (fabs (y[i * rows + r] - ref) > tol)
                         g_error ("%s%s %dx%dx%d y[%d, %d] = %.9g, float64 %.9g (of %g)",
                                  vlm_mat_type_name (m.type), m.fast_dot ? " fast_dot" : "", M,
                                  rows, cols, i, r, y[i * rows + r], ref, mag);
+                    /* and to float32 rounding from the product of x as
+                     * quantized: an error in any one subgroup shows */
+                    if (x_range && M > 1 && fabs (y[i * rows + r] - refq) > 5e-7 * magq)
+                        g_error ("%s fast_dot %dx%dx%d y[%d, %d] = %.9g, float64 of x as "
+                                 "quantized %.9g (of %g)",
+                                 vlm_mat_type_name (m.type), M, rows, cols, i, r, y[i * rows + r],
+                                 refq, magq);
                     moved = MAX (moved, fabs (y[i * rows + r] - ref) / mag);
                     /* GEMV: without fast_dot integer products take x in
-                     * three parts, seen within 8e-7 (the two parts of
-                     * fast_dot reach 1.5e-6); float32 within tol */
-                    gboolean quant = m.type == VLM_MAT_Q8 || m.type == VLM_MAT_Q4;
-                    double tol1 = 5e-7 * mag + (m.fast_dot ? wsum * xmax / 65534 : 0);
+                     * three parts, seen within 8e-7; float32 within tol */
+                    double tol1 = 5e-7 * mag + (m.fast_dot ? x_err1 : 0);
                     if (fabs (y1[i * rows + r] - ref) > (quant && !m.fast_dot ? 1e-6 * mag : tol1))
                         g_error ("%s%s GEMV %dx%d y[%d] = %.9g, float64 %.9g (of %g)",
                                  vlm_mat_type_name (m.type), m.fast_dot ? " fast_dot" : "", rows,
@@ -319,6 +368,9 @@ static void gemm_matches_gemv (void)
         g_free (y);
         g_free (y1);
         g_free (wr);
+        g_free (amax);
+        g_free (xq);
+        g_free (wo);
     }
     g_test_message ("GEMM with %s kernels", vlm_kernels_get ()->name);
     vlm_thread_pool_free (pool);
