@@ -240,11 +240,8 @@ tile_kernel (const guint32 *a, const guint8 *w, gsize ldw, int kc, const float *
 TILE_ANY (tile_any_int16, FALSE)
 TILE_ANY (tile_any_int8, TRUE)
 
-/* Codes of W[r, k0 .. k0 + kc), Q4 as bytes or Q8 as int16 (k0 and kc
- * multiples of 32, within one piece), and each subgroup's scale and
- * offset as float32. */
-static void codes_row (const VlmMatrix *w, int r, int k0, int kc, gboolean int8, guint8 *out,
-                       float *s, float *o)
+void vlm_avx2_codes_row (const VlmMatrix *w, int r, int k0, int kc, gboolean int8, guint8 *out,
+                         float *s, float *o)
 {
     int pc = w->piece_cols, j0 = pc ? k0 % pc : k0;
     VlmMatrix v = vlm_matrix_piece (w, pc ? k0 / pc : 0);
@@ -288,7 +285,7 @@ static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, in
             gsize ldw = code_size * kc;
             float *s = so, *o = so + (gsize) nb * lds; /* scales [nb][lds], then offsets */
             for (int i = 0; i < nb; i++)
-                codes_row (w, b0 + i, k0, kc, p->int8, codes + (gsize) i * ldw,
+                vlm_avx2_codes_row (w, b0 + i, k0, kc, p->int8, codes + (gsize) i * ldw,
                            s + (gsize) i * lds, o + (gsize) i * lds);
             for (int t = 0; t < p->n_tiles; t++) {
                 const guint32 *a = p->data + (gsize) t * TILE * S + (gsize) k0 / p->per_step * TILE;

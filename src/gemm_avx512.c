@@ -539,40 +539,6 @@ tail_row_bf16 (const guint8 *wi, int np, const guint32 *x, gsize cs, float *yt, 
 TAIL_ANY (tail_f32, tail_row_f32, float, float, )
 TAIL_ANY (tail_bf16, tail_row_bf16, guint8, guint32, BF16)
 
-/* Codes of quantized W[r, k0 .. k0 + kc) as int16 or, Q4 for int8 x, as
- * bytes (k0 and kc multiples of 32, within one piece), and each
- * subgroup's scale and offset as float32. */
-static void codes_row (const VlmMatrix *w, int r, int k0, int kc, gboolean int8, guint8 *out,
-                       float *s, float *o)
-{
-    int pc = w->piece_cols, j0 = pc ? k0 % pc : k0;
-    VlmMatrix v = vlm_matrix_piece (w, pc ? k0 / pc : 0);
-    const guint8 *row = (const guint8 *) v.data + (gsize) r * v.row_bytes;
-    const guint16 *vs = v.scales + (gsize) r * v.n_groups, *vo = v.biases + (gsize) r * v.n_groups;
-    for (int j = 0; j < kc; j += 32) {
-        if (int8) { /* Q4, byte k: code 2k low, 2k + 1 high */
-            __m128i b = _mm_loadu_si128 ((const __m128i *) (row + (j0 + j) / 2));
-            __m128i lo = _mm_and_si128 (b, _mm_set1_epi8 (15));
-            __m128i hi = _mm_and_si128 (_mm_srli_epi16 (b, 4), _mm_set1_epi8 (15));
-            _mm256_storeu_si256 ((__m256i *) (out + j),
-                                 _mm256_set_m128i (_mm_unpackhi_epi8 (lo, hi), _mm_unpacklo_epi8 (lo, hi)));
-        } else {
-            __m512i c;
-            if (v.type == VLM_MAT_Q8) {
-                c = _mm512_cvtepu8_epi16 (_mm256_loadu_si256 ((const __m256i *) (row + j0 + j)));
-            } else { /* byte k: code 2k low, 2k + 1 high -> int32 lane k, a pair */
-                __m512i b = _mm512_cvtepu8_epi32 (_mm_loadu_si128 ((const __m128i *) (row + (j0 + j) / 2)));
-                c = _mm512_or_si512 (_mm512_and_si512 (b, _mm512_set1_epi32 (15)),
-                                     _mm512_slli_epi32 (_mm512_srli_epi32 (b, 4), 16));
-            }
-            _mm512_storeu_si512 (out + 2 * j, c);
-        }
-        int g = (j0 + j) / v.group;
-        s[j / 32] = _cvtsh_ss (vs[g]);
-        o[j / 32] = _cvtsh_ss (vo[g]);
-    }
-}
-
 /* y[m, r] (rows ldy apart) for rows [r0, r1), or y^T[r, m] if yt. */
 static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize ldy,
                        gboolean yt_out, int r0, int r1)
@@ -601,9 +567,9 @@ static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize
                 int lds = kc / 32;
                 gsize ldw = code_size * kc;
                 float *s = so, *o = so + (gsize) nb * lds;
-                for (int i = 0; i < nb; i++)
-                    codes_row (w, b0 + i, k0, kc, int8, codes + (gsize) i * ldw,
-                               s + (gsize) i * lds, o + (gsize) i * lds);
+                for (int i = 0; i < nb; i++) /* the AVX2 function: every AVX-512 CPU has AVX2 */
+                    vlm_avx2_codes_row (w, b0 + i, k0, kc, int8, codes + (gsize) i * ldw,
+                                        s + (gsize) i * lds, o + (gsize) i * lds);
                 for (int t = 0; t < p->n_tiles; t++) {
                     const guint32 *a = p->data + (gsize) t * 32 * p->K4 +
                                        (gsize) k0 / (int8 ? 4 : 2) * 32;

@@ -204,6 +204,12 @@ typedef struct {
  * sum. AVX2 (gemm_avx2.c): the GEMM's activations and the Q8 GEMV's. */
 void vlm_avx2_x_codes (const float *x, int K, int Kp, gboolean int8, void *q, float *dx,
                        float *xs, gsize stride);
+/* The codes of quantized W[r, k0 .. k0 + kc) for the integer GEMMs, Q4 as
+ * bytes (int8) or Q8 as int16 (k0 and kc multiples of 32, within one
+ * piece), and each subgroup's scale and offset as float32 to s[kc / 32],
+ * o[kc / 32]. AVX2 (gemm_avx2.c), also serving gemm_avx512.c. */
+void vlm_avx2_codes_row (const VlmMatrix *w, int r, int k0, int kc, gboolean int8, guint8 *out,
+                         float *s, float *o);
 
 /* NULL (use float kernels) unless the groups are 32 or 64 wide. */
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,

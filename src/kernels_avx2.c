@@ -46,7 +46,7 @@ static inline float scalar_f32 (float v) { return v; }
                       const void *prep, float *y, int r0, int r1)         \
     {                                                                          \
         int K = w->cols, K8 = K & ~7;                                          \
-        const gboolean prefetch = vlm_tuning.float_rows_prefetch;                     \
+        const gboolean prefetch = vlm_tuning.float_rows_prefetch;              \
         int r = r0;                                                            \
         for (; K > VLM_SHORT_ROW && r + 4 <= r1; r += 4) {                     \
             const T *a = (const T *) ROW (w, r), *b = (const T *) ROW (w, r + 1), \
@@ -357,7 +357,7 @@ static gpointer prepare_q8 (const VlmMatrix *w, const float *x)
     if (!w->fast_dot || w->group != 32)
         return prepare_int (w, x);
     int nsub = w->n_groups;
-    IntX16 *p = g_malloc (sizeof (IntX16) + (gsize) nsub * (sizeof (float) + 64) + 32);
+    IntX16 *p = g_malloc (sizeof (IntX16) + (gsize) nsub * (sizeof (float) + 64));
     p->nsub = nsub;
     p->dx = (float *) (p + 1);
     p->x = (gint16 *) (p->dx + nsub);

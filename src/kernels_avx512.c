@@ -53,7 +53,7 @@ static inline __m512 load_f32_tail (const float *p, __mmask16 m)
     {                                                                          \
         int K = w->cols, K16 = K & ~15;                                        \
         __mmask16 tail = (__mmask16) ((1u << (K - K16)) - 1);                  \
-        const gboolean prefetch = vlm_tuning.float_rows_prefetch;                     \
+        const gboolean prefetch = vlm_tuning.float_rows_prefetch;              \
         int r = r0;                                                            \
         for (; K > VLM_SHORT_ROW && r + 4 <= r1; r += 4) {                     \
             const T *a = (const T *) ROW (w, r), *b = (const T *) ROW (w, r + 1), \
