@@ -1,8 +1,16 @@
-/* gemm_avx2.c - y = x . W^T for Q8/Q4 weights quantized at load (fast_dot)
- * with AVX2 integer dot products, for CPUs without AVX-512. Built with
- * -mavx2 -mfma -mf16c, called only when the CPU has them (runtime.c).
+/* gemm_avx2.c - y = x . W^T with AVX2, for CPUs without AVX-512, in
+ * float32 or integer arithmetic sharing one blocking. Built with -mavx2
+ * -mfma -mf16c, called only when the CPU has them (runtime.c).
  *
- * x is quantized per token and subgroup of 32 columns, the codes summed
+ * float32 (vlm_gemm_avx2), for weights of any stored type: each thread
+ * widens a block of its weight rows, a block of columns at a time, to a
+ * float32 panel in L2 (float32 weights are used in place), and the kernel
+ * broadcasts one weight against a tile's 16 tokens: 6 rows x 2 vectors of
+ * FMA sums. Through cblas_sgemm instead, the weights went through memory
+ * as a 4 MB float32 panel and were packed again, and x was packed again
+ * for every panel.
+ *
+ * Integer, for Q8/Q4 weights quantized at load (fast_dot): x is quantized per token and subgroup of 32 columns, the codes summed
  * exactly in integers per subgroup, then y += s dx sum + o sum(x) in
  * float32 (s, o the weights' group scale and offset, dx x's step):
  *
@@ -25,12 +33,13 @@
  * 24 (int16) and up to 32 (int8), with one float32 update per subgroup.
  *
  * Tiles of 16 tokens (two vectors of 8), packed once per product as a
- * token's 4 bytes per step (int16 pairs or int8 quads), [steps][16]; each
- * thread widens a block of its rows' codes and the kernel broadcasts 4
- * bytes of a row against the tile's 16 tokens: 3 rows x 2 vectors of
- * integer sums, and as many float32 sums of y^T updated once a subgroup,
- * all in registers (with 4 rows and the float sums in the block buffer:
- * int8 one thread 185-189 against 198-215 GFLOP/s). */
+ * token's 4 bytes per step (a float32 value, int16 pairs or int8 quads),
+ * [steps][16]; each thread widens a block of its rows' codes and the
+ * integer kernel broadcasts 4 bytes of a row against the tile's 16
+ * tokens: 3 rows x 2 vectors of integer sums, and as many float32 sums of
+ * y^T updated once a subgroup, all in registers (with 4 rows and the
+ * float sums in the block buffer: int8 one thread 185-189 against 198-215
+ * GFLOP/s). */
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -38,42 +47,61 @@
 #include <string.h>
 
 #define TILE 16        /* tokens per tile: two vectors of 8 */
-#define NR 3           /* weight rows per kernel call */
-#define ROW_BLOCK 240  /* weight rows per y^T block (a multiple of NR) */
-#define COL_BLOCK 512  /* columns per panel: 240 rows x 1 KB of int16 codes in L2 */
+#define NR 3           /* weight rows per integer kernel call */
+#define NR_F32 6       /* weight rows per float32 kernel call */
+#define ROW_BLOCK 240  /* weight rows per y^T block (a multiple of NR and NR_F32) */
+#define COL_BLOCK 512  /* columns per panel: 240 rows x 2 KB (float32) in L2 */
 
-_Static_assert (ROW_BLOCK % NR == 0, "a row block is whole kernel calls");
+_Static_assert (ROW_BLOCK % NR == 0 && ROW_BLOCK % NR_F32 == 0, "a row block is whole kernel calls");
 _Static_assert (COL_BLOCK % 32 == 0, "a column block is whole subgroups");
 
+typedef enum { ARITH_F32, ARITH_INT16, ARITH_INT8 } Arith;
+
 typedef struct {
-    const float *x;
-    int M, K, Kp, n_tiles;  /* Kp: K in whole subgroups of 32 */
-    gboolean int8;
-    int per_step;           /* columns per 4 bytes: 2 (int16) or 4 (int8) */
+    const float *x;         /* x[m, k] at x[m * ldx + k], or x[k * ldx + m] if xt */
+    gsize ldx;
+    gboolean xt;            /* float32 only */
+    int M, K, Kp, n_tiles;  /* Kp: K in whole subgroups of 32 (integers), or K */
+    Arith arith;
+    int per_step;           /* columns per 4 bytes: 1 (float32), 2 (int16) or 4 (int8) */
     guint32 *data;          /* tile t from t * TILE * Kp / per_step: [Kp / per_step][TILE] */
-    float *dx, *xs;         /* tile t from t * TILE * Kp / 32: [Kp / 32][TILE] */
+    float *dx, *xs;         /* integers: tile t from t * TILE * Kp / 32: [Kp / 32][TILE] */
 } PackedX;
 
-static gpointer packed_new (const float *x, int M, int K, gboolean int8)
+static gpointer packed_new (const float *x, int M, int K, gsize ldx, gboolean xt, Arith arith)
 {
     PackedX *p = g_new0 (PackedX, 1);
-    int Kp = (K + 31) / 32 * 32, n_tiles = (M + TILE - 1) / TILE, per_step = int8 ? 4 : 2;
-    *p = (PackedX) { x, M, K, Kp, n_tiles, int8, per_step };
+    gboolean integer = arith != ARITH_F32;
+    int Kp = integer ? (K + 31) / 32 * 32 : K, n_tiles = (M + TILE - 1) / TILE;
+    int per_step = arith == ARITH_F32 ? 1 : arith == ARITH_INT16 ? 2 : 4;
+    *p = (PackedX) { x, ldx, xt, M, K, Kp, n_tiles, arith, per_step };
     /* zero: the lanes past M are multiplied but never stored */
     p->data = g_malloc0 (sizeof (guint32) * TILE * Kp / per_step * n_tiles);
-    p->dx = g_malloc0 (sizeof (float) * TILE * Kp / 32 * n_tiles);
-    p->xs = g_malloc0 (sizeof (float) * TILE * Kp / 32 * n_tiles);
+    if (integer) {
+        p->dx = g_malloc0 (sizeof (float) * TILE * Kp / 32 * n_tiles);
+        p->xs = g_malloc0 (sizeof (float) * TILE * Kp / 32 * n_tiles);
+    }
     return p;
+}
+
+static gpointer pack_new_f32 (const float *x, int M, int K)
+{
+    return packed_new (x, M, K, K, FALSE, ARITH_F32);
+}
+
+static gpointer pack_new_strided (const float *x, int M, int K, gsize ldx, gboolean transposed)
+{
+    return packed_new (x, M, K, ldx, transposed, ARITH_F32);
 }
 
 static gpointer pack_new_int16 (const float *x, int M, int K)
 {
-    return packed_new (x, M, K, FALSE);
+    return packed_new (x, M, K, K, FALSE, ARITH_INT16);
 }
 
 static gpointer pack_new_int8 (const float *x, int M, int K)
 {
-    return packed_new (x, M, K, TRUE);
+    return packed_new (x, M, K, K, FALSE, ARITH_INT8);
 }
 
 static inline float hmax (__m256 v)
@@ -130,23 +158,81 @@ void vlm_avx2_x_codes (const float *row, int K, int Kp, gboolean int8, void *q, 
     }
 }
 
-/* Tiles [t0, t1) of x for this thread. */
+/* 8 x 8 floats, r[i] row i, transposed in place through registers. */
+static inline void transpose8 (__m256 r[8])
+{
+    __m256 t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps (r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps (r[i], r[i + 1]);
+    }
+    for (int b = 0; b < 8; b += 4) { /* columns b / 4 .. + 3 of 4 rows, in halves */
+        r[b] = _mm256_shuffle_ps (t[b], t[b + 2], 0x44);
+        r[b + 1] = _mm256_shuffle_ps (t[b], t[b + 2], 0xee);
+        r[b + 2] = _mm256_shuffle_ps (t[b + 1], t[b + 3], 0x44);
+        r[b + 3] = _mm256_shuffle_ps (t[b + 1], t[b + 3], 0xee);
+    }
+    for (int j = 0; j < 4; j++) {
+        t[j] = _mm256_permute2f128_ps (r[j], r[j + 4], 0x20);
+        t[j + 4] = _mm256_permute2f128_ps (r[j], r[j + 4], 0x31);
+    }
+    for (int j = 0; j < 8; j++)
+        r[j] = t[j];
+}
+
+/* dst[c, r] = src[r, c], 4-byte values, for r < rows, c < cols (rows lds
+ * and ldd values apart), 8 x 8 at a time: one value at a time, packing x
+ * and writing y from y^T read or wrote a line per value. */
+static void transpose (const void *src, gsize lds, int rows, int cols, void *dst, gsize ldd)
+{
+    const float *s = src;
+    float *d = dst;
+    int r0 = 0;
+    for (; r0 + 8 <= rows; r0 += 8) {
+        int c0 = 0;
+        for (; c0 + 8 <= cols; c0 += 8) {
+            __m256 v[8];
+            for (int i = 0; i < 8; i++)
+                v[i] = _mm256_loadu_ps (s + (r0 + i) * lds + c0);
+            transpose8 (v);
+            for (int c = 0; c < 8; c++)
+                _mm256_storeu_ps (d + (c0 + c) * ldd + r0, v[c]);
+        }
+        for (int c = c0; c < cols; c++)
+            for (int r = r0; r < r0 + 8; r++)
+                memcpy (d + c * ldd + r, s + r * lds + c, 4);
+    }
+    for (int c = 0; c < cols; c++)
+        for (int r = r0; r < rows; r++)
+            memcpy (d + c * ldd + r, s + r * lds + c, 4);
+}
+
+/* Tiles [t0, t1) of x for this thread: a tile's rows (float32 values, or
+ * their codes) transposed, tokens side by side step by step. */
 static void pack_part (gpointer packed, int ith, int nth)
 {
     PackedX *p = packed;
     int t0, t1, S = p->Kp / p->per_step; /* steps of 4 bytes a token */
-    guint32 *steps = g_new (guint32, (gsize) TILE * S);
+    gboolean integer = p->arith != ARITH_F32;
+    guint32 *steps = integer ? g_new (guint32, (gsize) TILE * S) : NULL;
     vlm_split (p->n_tiles, ith, nth, 1, &t0, &t1);
     for (int t = t0; t < t1; t++) {
         int n = MIN (p->M - TILE * t, TILE);
         gsize params = (gsize) t * TILE * p->Kp / 32;
-        for (int m = 0; m < n; m++)
-            vlm_avx2_x_codes (p->x + (gsize) (TILE * t + m) * p->K, p->K, p->Kp, p->int8,
-                              steps + (gsize) m * S, p->dx + params + m, p->xs + params + m, TILE);
+        const float *x = p->x + (gsize) TILE * t * (p->xt ? 1 : p->ldx);
         guint32 *d = p->data + (gsize) t * TILE * S;
-        for (int c = 0; c < S; c++) /* tokens side by side, step by step */
-            for (int m = 0; m < n; m++)
-                d[(gsize) c * TILE + m] = steps[(gsize) m * S + c];
+        if (p->xt) { /* x^T's rows are the tile's columns already */
+            for (int k = 0; k < p->K; k++)
+                memcpy (d + (gsize) k * TILE, x + (gsize) k * p->ldx, sizeof (float) * n);
+            continue;
+        }
+        for (int m = 0; integer && m < n; m++)
+            vlm_avx2_x_codes (x + (gsize) m * p->ldx, p->K, p->Kp, p->arith == ARITH_INT8,
+                              steps + (gsize) m * S, p->dx + params + m, p->xs + params + m, TILE);
+        if (integer)
+            transpose (steps, S, n, S, d, TILE);
+        else
+            transpose (x, p->ldx, n, S, d, TILE);
     }
     g_free (steps);
 }
@@ -158,6 +244,52 @@ static void packed_free (gpointer packed)
     g_free (p->dx);
     g_free (p->xs);
     g_free (p);
+}
+
+/* yt += panel rows (float32, ldw apart) . x over kc columns, for nr
+ * rows and the tile's first nv token vectors. Specialised by the compiler
+ * for each nr and nv. */
+static inline __attribute__ ((always_inline)) void
+tile_kernel_f32 (const float *a, const float *w, gsize ldw, int kc, float *yt, int ld,
+                 const int nr, const int nv)
+{
+    __m256 acc[NR_F32][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < nr; i++)
+#pragma GCC unroll 2
+        for (int h = 0; h < nv; h++)
+            acc[i][h] = _mm256_loadu_ps (yt + (gsize) i * ld + 8 * h);
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++) {
+        __m256 x[2] = { _mm256_loadu_ps (a) };
+        if (nv == 2)
+            x[1] = _mm256_loadu_ps (a + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < nr; i++) {
+            __m256 wb = _mm256_broadcast_ss (w + (gsize) i * ldw + k);
+#pragma GCC unroll 2
+            for (int h = 0; h < nv; h++)
+                acc[i][h] = _mm256_fmadd_ps (x[h], wb, acc[i][h]);
+        }
+        a += TILE;
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < nr; i++)
+#pragma GCC unroll 2
+        for (int h = 0; h < nv; h++)
+            _mm256_storeu_ps (yt + (gsize) i * ld + 8 * h, acc[i][h]);
+}
+
+static void tile_any_f32 (const float *a, const float *w, gsize ldw, int kc, float *yt, int ld,
+                          int nr, int nv)
+{
+#define CASE_F32(N, V)                                                         \
+    case N * 2 + V - 1: tile_kernel_f32 (a, w, ldw, kc, yt, ld, N, V); break;
+    switch (nr * 2 + nv - 1) {
+    CASE_F32 (1, 1) CASE_F32 (2, 1) CASE_F32 (3, 1) CASE_F32 (4, 1) CASE_F32 (5, 1) CASE_F32 (6, 1)
+    CASE_F32 (1, 2) CASE_F32 (2, 2) CASE_F32 (3, 2) CASE_F32 (4, 2) CASE_F32 (5, 2) CASE_F32 (6, 2)
+    }
+#undef CASE_F32
 }
 
 /* yt += panel rows (codes, int16 or bytes, ldw bytes apart; each
@@ -266,46 +398,83 @@ void vlm_avx2_codes_row (const VlmMatrix *w, int r, int k0, int kc, gboolean int
     }
 }
 
-/* y[m, r] for rows [r0, r1): a block of rows at a time, its codes widened
- * a block of columns at a time, y^T built in yt and written at the end. */
-static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1)
+/* y[m, r] (rows ldy apart) for rows [r0, r1), or y^T[r, m] if yt_out: a
+ * block of rows at a time, its weights widened (or its codes) a block of
+ * columns at a time, y^T built in yt and written at the end. */
+static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize ldy,
+                       gboolean yt_out, int r0, int r1)
 {
     const PackedX *p = packed;
+    gboolean integer = p->arith != ARITH_F32, int8 = p->arith == ARITH_INT8;
     int M = p->M, K = p->Kp, ld = TILE * p->n_tiles, S = K / p->per_step;
     int max_rows = MIN (ROW_BLOCK, r1 - r0), max_cols = MIN (COL_BLOCK, K);
-    gsize code_size = p->int8 ? 1 : 2;
+    /* float32 weights are used where they are */
+    gsize panel_size = !integer ? (w->type == VLM_MAT_F32 ? 0 : 4) : int8 ? 1 : 2;
     float *yt = g_malloc (sizeof (float) * max_rows * ld);
-    guint8 *codes = g_malloc (code_size * max_rows * max_cols);
-    float *so = g_malloc (sizeof (float) * max_rows * max_cols / 16);
+    guint8 *panel = g_malloc (panel_size * max_rows * max_cols);
+    float *so = integer ? g_malloc (sizeof (float) * max_rows * max_cols / 16) : NULL;
     for (int b0 = r0; b0 < r1; b0 += ROW_BLOCK) {
         int nb = MIN (ROW_BLOCK, r1 - b0);
         memset (yt, 0, sizeof (float) * nb * ld);
         for (int k0 = 0; k0 < K; k0 += COL_BLOCK) {
-            int kc = MIN (COL_BLOCK, K - k0), lds = kc / 32;
-            gsize ldw = code_size * kc;
+            int kc = MIN (COL_BLOCK, K - k0);
+            const guint32 *a = p->data + (gsize) k0 / p->per_step * TILE; /* tile 0's */
+            if (!integer) {
+                const float *wp = (const float *) panel;
+                gsize ldw = kc;
+                if (w->type == VLM_MAT_F32) {
+                    ldw = w->row_bytes / sizeof (float);
+                    wp = (const float *) w->data + (gsize) b0 * ldw + k0;
+                } else {
+                    for (int i = 0; i < nb; i++)
+                        vlm_matrix_widen (w, b0 + i, k0, k0 + kc, (float *) panel + (gsize) i * kc);
+                }
+                for (int t = 0; t < p->n_tiles; t++)
+                    for (int i = 0; i < nb; i += NR_F32)
+                        tile_any_f32 ((const float *) (a + (gsize) t * TILE * S), wp + (gsize) i * ldw,
+                                      ldw, kc, yt + (gsize) i * ld + TILE * t, ld,
+                                      MIN (NR_F32, nb - i), M - TILE * t > 8 ? 2 : 1);
+                continue;
+            }
+            int lds = kc / 32;
+            gsize ldw = panel_size * kc;
             float *s = so, *o = so + (gsize) nb * lds; /* scales [nb][lds], then offsets */
             for (int i = 0; i < nb; i++)
-                vlm_avx2_codes_row (w, b0 + i, k0, kc, p->int8, codes + (gsize) i * ldw,
-                           s + (gsize) i * lds, o + (gsize) i * lds);
+                vlm_avx2_codes_row (w, b0 + i, k0, kc, int8, panel + (gsize) i * ldw,
+                                    s + (gsize) i * lds, o + (gsize) i * lds);
             for (int t = 0; t < p->n_tiles; t++) {
-                const guint32 *a = p->data + (gsize) t * TILE * S + (gsize) k0 / p->per_step * TILE;
                 gsize params = (gsize) t * TILE * K / 32 + (gsize) k0 / 32 * TILE;
                 int nv = M - TILE * t > 8 ? 2 : 1;
                 for (int i = 0; i < nb; i += NR)
-                    (p->int8 ? tile_any_int8 : tile_any_int16) (
-                        a, codes + (gsize) i * ldw, ldw, kc, s + (gsize) i * lds,
-                        o + (gsize) i * lds, lds, p->dx + params, p->xs + params,
-                        yt + (gsize) i * ld + TILE * t, ld, MIN (NR, nb - i), nv);
+                    (int8 ? tile_any_int8 : tile_any_int16) (
+                        a + (gsize) t * TILE * S, panel + (gsize) i * ldw, ldw, kc,
+                        s + (gsize) i * lds, o + (gsize) i * lds, lds, p->dx + params,
+                        p->xs + params, yt + (gsize) i * ld + TILE * t, ld, MIN (NR, nb - i), nv);
             }
         }
-        for (int m = 0; m < M; m++) /* y from y^T */
+        if (yt_out)
             for (int i = 0; i < nb; i++)
-                y[(gsize) m * w->rows + b0 + i] = yt[(gsize) i * ld + m];
+                memcpy (y + (gsize) (b0 + i) * ldy, yt + (gsize) i * ld, sizeof (float) * M);
+        else
+            transpose (yt, ld, nb, M, y + b0, ldy);
     }
-    g_free (codes);
+    g_free (panel);
     g_free (so);
     g_free (yt);
 }
 
+static void rows (const VlmMatrix *w, gconstpointer packed, float *y, int r0, int r1)
+{
+    rows_into (w, packed, y, w->rows, FALSE, r0, r1);
+}
+
+static void rows_t (const VlmMatrix *w, gconstpointer packed, float *yt, gsize ldy, int r0,
+                    int r1)
+{
+    rows_into (w, packed, yt, ldy, TRUE, r0, r1);
+}
+
+const VlmGemm vlm_gemm_avx2 = { pack_new_f32, pack_part, rows, packed_free, pack_new_strided,
+                                rows_t };
 const VlmGemm vlm_gemm_avx2int16 = { pack_new_int16, pack_part, rows, packed_free, .x_range = 32767 };
 const VlmGemm vlm_gemm_avx2int8 = { pack_new_int8, pack_part, rows, packed_free, .x_range = 127 };

@@ -62,6 +62,7 @@ extern const VlmGemm vlm_gemm_avx512;
 extern const VlmGemm vlm_gemm_avx512bf16;
 extern const VlmGemm vlm_gemm_avx512int16;
 extern const VlmGemm vlm_gemm_avx512int8;
+extern const VlmGemm vlm_gemm_avx2;
 extern const VlmGemm vlm_gemm_avx2int16;
 extern const VlmGemm vlm_gemm_avx2int8;
 

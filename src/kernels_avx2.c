@@ -575,6 +575,7 @@ const VlmKernels vlm_kernels_avx2 = {
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_int, rows_q4_int },
     .prepare = { NULL, NULL, NULL, prepare_q8, prepare_int },
     .widen = { widen_f32, widen_bf16, widen_f16, widen_q8, widen_q4 },
+    .gemm = { &vlm_gemm_avx2, &vlm_gemm_avx2, &vlm_gemm_avx2, &vlm_gemm_avx2, &vlm_gemm_avx2 },
     .gelu = gelu,
     .softmax = softmax,
     .norm = norm,
