@@ -152,8 +152,10 @@ float vlm_max_generic (const float *x, gsize n, float max);
 double vlm_exp_sum_generic (float *x, gsize n, float shift);
 
 /* x for integer dot products with Q8/Q4 codes: in subgroups of 32, x ~
- * dx (xh + xl / residual) with int8 xh, xl in [-range, range] (xl the
- * rounding residual of xh: about 16 bits of precision for 127/256), or
+ * dx xh with int8 xh in [-range, range] (one part: Q4 with fast_dot, as
+ * its GEMMs take x, gemm_avx2.c says why), or dx (xh + xl / residual)
+ * (xl the rounding residual of xh: about 16 bits of precision for
+ * 127/256; Q8 with fast_dot), or
  * with a third part, dx (xh + (xl + xll / residual) / residual), about 24
  * bits: matrices without fast_dot (MLX checkpoints, exact to their
  * weights), where 16 bits moved the fixtures' step logits by up to 5.7e-4
@@ -164,31 +166,36 @@ double vlm_exp_sum_generic (float *x, gsize n, float shift);
  * unpack to, 16 bytes per subgroup. */
 typedef struct {
     int nsub;
-    gint8 *xh, *xl;  /* [nsub * 32] */
-    gint8 *xll;      /* [nsub * 32], or NULL: two parts */
+    gint8 *xh;       /* [nsub * 32] */
+    gint8 *xl;       /* [nsub * 32], or NULL: one part */
+    gint8 *xll;      /* [nsub * 32], or NULL: one or two parts */
     float *dx;       /* [nsub * 8]: each subgroup's step, 8 times */
     float *dx4;      /* [nsub * 4]: each subgroup's step, 4 times */
 } VlmIntX;
 
 /* A row kernel over prepared integer x (kernels_avx2.c, kernels_avx512.c):
- * NAME##_groups with the group size a constant (32 or 64: the compiler
- * turns the divisions by it into shifts) and whether x has a third part,
- * FALLBACK when x was not prepared. */
-#define VLM_INT_ROWS_BY_GROUP(ATTR, NAME, FALLBACK)                             \
+ * NAME##_groups with the group size (32 or 64: the compiler turns the
+ * divisions by it into shifts) and x's parts (1 only where ONE_PART) as
+ * constants, FALLBACK when x was not prepared. */
+#define VLM_INT_ROWS_BY_GROUP(ATTR, NAME, FALLBACK, ONE_PART)                   \
     ATTR static void NAME (const VlmMatrix *w, const float *x, const float *xg, \
                            const void *prep, float *y, int r0, int r1)          \
     {                                                                           \
         const VlmIntX *p = prep;                                                \
         if (!p)                                                                 \
             FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
+        else if (ONE_PART && !p->xl && w->group == 32)                          \
+            NAME##_groups (w, xg, p, y, r0, r1, 32, 1);                         \
+        else if (ONE_PART && !p->xl)                                            \
+            NAME##_groups (w, xg, p, y, r0, r1, 64, 1);                         \
         else if (w->group == 32 && p->xll)                                      \
-            NAME##_groups (w, xg, p, y, r0, r1, 32, TRUE);                      \
+            NAME##_groups (w, xg, p, y, r0, r1, 32, 3);                         \
         else if (w->group == 32)                                                \
-            NAME##_groups (w, xg, p, y, r0, r1, 32, FALSE);                     \
+            NAME##_groups (w, xg, p, y, r0, r1, 32, 2);                         \
         else if (p->xll)                                                        \
-            NAME##_groups (w, xg, p, y, r0, r1, 64, TRUE);                      \
+            NAME##_groups (w, xg, p, y, r0, r1, 64, 3);                         \
         else                                                                    \
-            NAME##_groups (w, xg, p, y, r0, r1, 64, FALSE);                     \
+            NAME##_groups (w, xg, p, y, r0, r1, 64, 2);                         \
     }
 
 /* The residual scale of x's parts: 256 with two (xl resolves xh's
@@ -214,7 +221,10 @@ void vlm_avx2_codes_row (const VlmMatrix *w, int r, int k0, int kc, gboolean int
 
 /* NULL (use float kernels) unless the groups are 32 or 64 wide. */
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
-                        float residual, int q4_block, gboolean third);
+                        float residual, int q4_block, int parts);
+/* x's parts for w's integer row kernels: three without fast_dot, else
+ * one for Q4 and two for Q8. */
+int vlm_int_x_parts (const VlmMatrix *w);
 guint16 vlm_f32_to_f16 (float f);
 
 #endif

@@ -329,16 +329,18 @@ static void norm (float *o, const float *r, const float *w, const float *b, int 
 
 /* ---- integer dot products for Q8/Q4 ----
  * vpmaddubsw multiplies unsigned bytes with signed ones in pairs, summed
- * into int16 with saturation. x comes in two int8 parts (vlm_int_x_new: 16
- * bits of precision) for matrices with fast_dot, else three (24 bits);
- * Q8 with fast_dot and groups of 32 takes x as int16 instead
+ * into int16 with saturation. x comes in one int8 part for Q4 with
+ * fast_dot (as its GEMM takes x; with two, 16 bits of precision, the
+ * kernel was compute bound: PaliGemma-3B decode, Zen 4, two threads,
+ * 18.0-18.1 -> 19.1-22.3 tok/s), two for Q8 (vlm_int_x_new), else three
+ * (24 bits); Q8 with fast_dot and groups of 32 takes x as int16 instead
  * (prepare_q8). Q4 codes (<= 15) go in as they are; Q8 codes are
  * recentred, q - 128, and multiplied through the sign trick (|q - 128| with
  * x's signs flipped where q < 128) so that no pair can saturate; the 128 q
  * part moves into the offset term. */
 static gpointer prepare_int (const VlmMatrix *w, const float *x)
 {
-    return vlm_int_x_new (w, x, 127, VLM_INT_RESIDUAL (!w->fast_dot), 2, !w->fast_dot);
+    return vlm_int_x_new (w, x, 127, VLM_INT_RESIDUAL (!w->fast_dot), 2, vlm_int_x_parts (w));
 }
 
 /* Q8 with fast_dot: x as int16 codes (16 bits, as the two int8 parts)
@@ -373,12 +375,14 @@ static inline __m256i madd_pairs (__m256i u, const gint8 *x)
 }
 
 /* h + (l (+ ll / R with a third part)) / R of the parts' sums, R =
- * VLM_INT_RESIDUAL. */
-static inline __m256 combine (__m256i h, __m256i l, __m256i ll, const gboolean third)
+ * VLM_INT_RESIDUAL; h alone with one part. */
+static inline __m256 combine (__m256i h, __m256i l, __m256i ll, const int parts)
 {
-    const __m256 inv = _mm256_set1_ps (1.0f / VLM_INT_RESIDUAL (third));
+    if (parts == 1)
+        return _mm256_cvtepi32_ps (h);
+    const __m256 inv = _mm256_set1_ps (1.0f / VLM_INT_RESIDUAL (parts == 3));
     __m256 lo = _mm256_cvtepi32_ps (l);
-    if (third)
+    if (parts == 3)
         lo = _mm256_fmadd_ps (_mm256_cvtepi32_ps (ll), inv, lo);
     return _mm256_fmadd_ps (lo, inv, _mm256_cvtepi32_ps (h));
 }
@@ -386,18 +390,19 @@ static inline __m256 combine (__m256i h, __m256i l, __m256i ll, const gboolean t
 /* sum over 32 codes of q x (x's parts xh, xl and xll, 32 bytes apart
  * subgroup by subgroup: offsets from xh) */
 static inline __attribute__ ((always_inline)) __m256
-dot_q4 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, const gboolean third)
+dot_q4 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, const int parts)
 {
     const __m128i low = _mm_set1_epi8 (15);
     __m128i v = _mm_loadu_si128 ((const __m128i *) (row + (gsize) sb * 16));
     __m256i c = _mm256_set_m128i (_mm_and_si128 (_mm_srli_epi16 (v, 4), low), _mm_and_si128 (v, low));
-    return combine (madd_pairs (c, xh), madd_pairs (c, xh + to_l),
-                    third ? madd_pairs (c, xh + to_ll) : _mm256_setzero_si256 (), third);
+    const __m256i zero = _mm256_setzero_si256 ();
+    return combine (madd_pairs (c, xh), parts > 1 ? madd_pairs (c, xh + to_l) : zero,
+                    parts > 2 ? madd_pairs (c, xh + to_ll) : zero, parts);
 }
 
 /* sum over 32 codes of (q - 128) x */
 static inline __attribute__ ((always_inline)) __m256
-dot_q8 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, const gboolean third)
+dot_q8 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, const int parts)
 {
     __m256i c = _mm256_xor_si256 (_mm256_loadu_si256 ((const __m256i *) (row + (gsize) sb * 32)),
                                   _mm256_set1_epi8 ((char) 0x80));
@@ -407,7 +412,7 @@ dot_q8 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, con
     _mm256_madd_epi16 (_mm256_maddubs_epi16 (                                   \
         u, _mm256_sign_epi8 (_mm256_loadu_si256 ((const __m256i *) (P)), c)), ones)
     return combine (SIGNED_PART (xh), SIGNED_PART (xh + to_l),
-                    third ? SIGNED_PART (xh + to_ll) : _mm256_setzero_si256 (), third);
+                    parts > 2 ? SIGNED_PART (xh + to_ll) : _mm256_setzero_si256 (), parts);
 #undef SIGNED_PART
 }
 
@@ -415,9 +420,9 @@ dot_q8 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, con
  * compiler, as in kernels_avx512.c. */
 static inline __attribute__ ((always_inline)) void
 rows_q8_parts_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float *y, int r0,
-                    int r1, const int group, const gboolean third)
+                    int r1, const int group, const int parts)
 {
-    gsize to_l = p->xl - p->xh, to_ll = third ? (gsize) (p->xll - p->xh) : 0;
+    gsize to_l = p->xl - p->xh, to_ll = parts > 2 ? (gsize) (p->xll - p->xh) : 0;
     for (int r = r0; r < r1; r++) {
         const guint8 *row = ROW (w, r);
         const guint16 *s = w->scales + (gsize) r * w->n_groups;
@@ -426,7 +431,7 @@ rows_q8_parts_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, flo
         for (int sb = 0; sb < p->nsub; sb++) {
             if (sb % 2 == 0)
                 vlm_prefetch_ahead (row + (gsize) sb * 32, 4 * w->row_bytes);
-            __m256 f = dot_q8 (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, third);
+            __m256 f = dot_q8 (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, parts);
             float scale = _cvtsh_ss (s[sb * 32 / group]) * p->dx[(gsize) sb * 8];
             acc = _mm256_fmadd_ps (f, _mm256_set1_ps (scale), acc);
         }
@@ -435,7 +440,7 @@ rows_q8_parts_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, flo
                128.0f * offset_term (s, xg, w->n_groups);
     }
 }
-VLM_INT_ROWS_BY_GROUP (, rows_q8_parts, rows_q8)
+VLM_INT_ROWS_BY_GROUP (, rows_q8_parts, rows_q8, FALSE)
 
 /* sum over 32 codes of q x16 (int32 lanes) */
 static inline __m256i dot_q8_x16 (const guint8 *row, const gint16 *x)
@@ -514,18 +519,21 @@ static inline __m256 pair_scales (const guint16 *s, int sb, const int group)
  * part's would not fit, and they are joined in float32 (combine). */
 static inline __attribute__ ((always_inline)) __m256
 q4_pair (const guint8 *row, int sb, const VlmIntX *p, const guint16 *s, gsize to_l, gsize to_ll,
-         const int group, const gboolean third, __m256 acc)
+         const int group, const int parts, __m256 acc)
 {
     const __m256i low = _mm256_set1_epi8 (15), ones = _mm256_set1_epi16 (1);
     __m256i v = _mm256_loadu_si256 ((const __m256i *) (row + (gsize) sb * 16));
     __m256i even = _mm256_and_si256 (v, low);
     __m256i odd = _mm256_and_si256 (_mm256_srli_epi16 (v, 4), low);
     const gint8 *xh = p->xh + (gsize) sb * 32;
-    __m256i h = q4_pair_part (even, odd, xh), l = q4_pair_part (even, odd, xh + to_l);
+    __m256i h = q4_pair_part (even, odd, xh);
+    __m256i l = parts > 1 ? q4_pair_part (even, odd, xh + to_l) : _mm256_setzero_si256 ();
     __m256 f;
-    if (third)
+    if (parts == 1)
+        f = _mm256_cvtepi32_ps (_mm256_madd_epi16 (h, ones));
+    else if (parts == 3)
         f = combine (_mm256_madd_epi16 (h, ones), _mm256_madd_epi16 (l, ones),
-                     _mm256_madd_epi16 (q4_pair_part (even, odd, xh + to_ll), ones), TRUE);
+                     _mm256_madd_epi16 (q4_pair_part (even, odd, xh + to_ll), ones), 3);
     else
         f = _mm256_cvtepi32_ps (_mm256_add_epi32 (_mm256_madd_epi16 (h, _mm256_set1_epi16 (256)),
                                                   _mm256_madd_epi16 (l, ones)));
@@ -541,10 +549,11 @@ q4_pair (const guint8 *row, int sb, const VlmIntX *p, const guint16 *s, gsize to
  * 33). */
 static inline __attribute__ ((always_inline)) void
 rows_q4_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float *y, int r0,
-                    int r1, const int group, const gboolean third)
+                    int r1, const int group, const int parts)
 {
-    gsize to_l = p->xl - p->xh, to_ll = third ? (gsize) (p->xll - p->xh) : 0;
-    const float unit = third ? 1.0f : 1.0f / 256; /* see q4_pair */
+    gsize to_l = parts > 1 ? (gsize) (p->xl - p->xh) : 0;
+    gsize to_ll = parts > 2 ? (gsize) (p->xll - p->xh) : 0;
+    const float unit = parts == 2 ? 1.0f / 256 : 1.0f; /* see q4_pair */
     for (int r = r0; r < r1; r++) {
         const guint8 *row = ROW (w, r);
         const guint16 *s = w->scales + (gsize) r * w->n_groups;
@@ -553,22 +562,22 @@ rows_q4_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float
         vlm_prefetch_params_ahead (w, r);
         for (; sb + 4 <= p->nsub; sb += 4) {
             vlm_prefetch_ahead (row + (gsize) sb * 16, 4 * w->row_bytes);
-            acc0 = q4_pair (row, sb, p, s, to_l, to_ll, group, third, acc0);
-            acc1 = q4_pair (row, sb + 2, p, s, to_l, to_ll, group, third, acc1);
+            acc0 = q4_pair (row, sb, p, s, to_l, to_ll, group, parts, acc0);
+            acc1 = q4_pair (row, sb + 2, p, s, to_l, to_ll, group, parts, acc1);
         }
         if (sb + 2 <= p->nsub) {
-            acc0 = q4_pair (row, sb, p, s, to_l, to_ll, group, third, acc0);
+            acc0 = q4_pair (row, sb, p, s, to_l, to_ll, group, parts, acc0);
             sb += 2;
         }
         float t = hsum (_mm256_add_ps (acc0, acc1)) * unit;
         if (sb < p->nsub) {
-            __m256 f = dot_q4 (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, third);
+            __m256 f = dot_q4 (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, parts);
             t += hsum (f) * (_cvtsh_ss (s[sb * 32 / group]) * p->dx[(gsize) sb * 8]);
         }
         y[r] = t + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }
 }
-VLM_INT_ROWS_BY_GROUP (, rows_q4_int, rows_q4)
+VLM_INT_ROWS_BY_GROUP (, rows_q4_int, rows_q4, TRUE)
 
 const VlmKernels vlm_kernels_avx2 = {
     .name = "avx2",

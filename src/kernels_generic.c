@@ -195,7 +195,7 @@ double vlm_exp_sum_generic (float *x, gsize n, float shift)
 }
 
 VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
-                        float residual, int q4_block, gboolean third)
+                        float residual, int q4_block, int parts)
 {
     if (w->group != 32 && w->group != 64)
         return NULL;
@@ -205,8 +205,8 @@ VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
     p->dx = (float *) (p + 1);
     p->dx4 = p->dx + (gsize) nsub * 8;
     p->xh = (gint8 *) (p->dx4 + (gsize) nsub * 4);
-    p->xl = p->xh + (gsize) nsub * 32;
-    p->xll = third ? p->xl + (gsize) nsub * 32 : NULL;
+    p->xl = parts > 1 ? p->xh + (gsize) nsub * 32 : NULL;
+    p->xll = parts > 2 ? p->xl + (gsize) nsub * 32 : NULL;
     for (int s = 0; s < nsub; s++) {
         float m = 0;
         for (int i = 0; i < 32; i++)
@@ -222,8 +222,9 @@ VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
             float t = x[s * 32 + i] / dx, h = rintf (t);
             float r = (t - h) * residual, l = CLAMP (rintf (r), -range, range);
             p->xh[at] = (gint8) h;
-            p->xl[at] = (gint8) l;
-            if (third)
+            if (p->xl)
+                p->xl[at] = (gint8) l;
+            if (p->xll)
                 p->xll[at] = (gint8) CLAMP (rintf ((r - l) * residual), -range, range);
         }
         for (int i = 0; i < 8; i++)
@@ -232,6 +233,11 @@ VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
             p->dx4[s * 4 + i] = dx;
     }
     return p;
+}
+
+int vlm_int_x_parts (const VlmMatrix *w)
+{
+    return !w->fast_dot ? 3 : w->type == VLM_MAT_Q4 ? 1 : 2;
 }
 
 /* The type is decided once per row piece, a quantized group's scale and

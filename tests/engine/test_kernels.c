@@ -306,9 +306,10 @@ static void gemm_matches_gemv (void)
             /* Integer x meets only s q = w - o of a weight (the offset
              * meets the exact sum of x): an integer GEMM's x is off by at
              * most half a step, max |x| / (2 x_range) of its subgroup; the
-             * GEMV's two int8 parts by a 512th of a step, max |x| / 32512
-             * where the residual is clamped (Q8 rows of int16 x: half a
-             * step of 32767). */
+             * GEMV's x as one int8 part (Q4) by half a step of 127, as
+             * two (Q8) by a 512th of a step, max |x| / 32512 where the
+             * residual is clamped (Q8 rows of int16 x: half a step of
+             * 32767). */
             const VlmGemm *fd = m.fast_dot ? vlm_gemm_fast_dot (&m) : NULL;
             int x_range = fd ? fd->x_range : 0;
             for (int i = 0; i < M; i++)
@@ -322,7 +323,7 @@ static void gemm_matches_gemv (void)
                     wo[j] = quant ? wr[j] - offset_at (&m, r, j) : wr[j];
                 for (int i = 0; i < M; i++) {
                     const float *xi = x + i * cols, *ai = amax + i * cols;
-                    double ref = b[r], mag = fabs (b[r]), x_err = 0, x_err1 = 0;
+                    double ref = b[r], mag = fabs (b[r]), x_err = 0, x_err1 = 0, x_err8 = 0;
                     /* x as the integer GEMM takes it */
                     double refq = b[r], magq = fabs (b[r]);
                     for (int j = 0; j < cols; j++) {
@@ -330,6 +331,7 @@ static void gemm_matches_gemv (void)
                         mag += fabs ((double) wr[j] * xi[j]);
                         x_err += fabs (wo[j]) * ai[j] / (2.0 * MAX (x_range, 1));
                         x_err1 += fabs (wo[j]) * ai[j] / 32512;
+                        x_err8 += fabs (wo[j]) * ai[j] / 254;
                         double o = wr[j] - wo[j];
                         refq += wo[j] * xq[i * cols + j] + o * xi[j];
                         magq += fabs (wo[j] * xq[i * cols + j]) + fabs (o * xi[j]);
@@ -350,7 +352,8 @@ static void gemm_matches_gemv (void)
                     moved = MAX (moved, fabs (y[i * rows + r] - ref) / mag);
                     /* GEMV: without fast_dot integer products take x in
                      * three parts, seen within 8e-7; float32 within tol */
-                    double tol1 = 5e-7 * mag + (m.fast_dot ? x_err1 : 0);
+                    double tol1 = 5e-7 * mag +
+                                  (!m.fast_dot ? 0 : m.type == VLM_MAT_Q4 ? x_err8 : x_err1);
                     if (fabs (y1[i * rows + r] - ref) > (quant && !m.fast_dot ? 1e-6 * mag : tol1))
                         g_error ("%s%s GEMV %dx%d y[%d] = %.9g, float64 %.9g (of %g)",
                                  vlm_mat_type_name (m.type), m.fast_dot ? " fast_dot" : "", rows,
