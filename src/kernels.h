@@ -42,7 +42,7 @@ typedef struct {
     VlmRowsFunc rows[5];           /* by VlmMatType */
     VlmPrepareFunc prepare[5];     /* NULL: none */
     VlmWidenFunc widen[5];
-    const VlmGemm *gemm[5];        /* NULL: float32 panels and cblas_sgemm (matrix.c) */
+    const VlmGemm *gemm[5];        /* NULL (generic): float32 panels and cblas_sgemm (matrix.c) */
     /* x[i] = gelu_tanh (x[i]) (* mul[i] if mul) for i < n */
     void (*gelu) (float *x, const float *mul, gsize n);
     /* x[i] = exp (x[i] - max) / sum for i < n > 0: a softmax (NaNs left

@@ -124,10 +124,10 @@ const char *vlm_kernels_name (void);
  * weights as stored (MLX-quantized included). Weights quantized at load
  * are an approximation already, and their products take the activations
  * to integers: 16 bits for 8-bit weights (about 100 times below the
- * weights' own error), 8 bits for the image's and the prompt's products
- * with 4-bit weights (a tenth of theirs); with AVX-512 VNNI or AVX2 the
- * image's and the prompt's products run 1.1 to 2.3 times as fast as in
- * float32. VLM_WEIGHTS_BF16_DOT keeps the weights as stored, and the
+ * weights' own error), 8 bits for 4-bit weights (a tenth of theirs); with
+ * AVX-512 VNNI or AVX2 the image's and the prompt's products run 1.1 to
+ * 2.3 times as fast as in float32, and decoding with 4-bit weights
+ * reaches the memory's rate. VLM_WEIGHTS_BF16_DOT keeps the weights as stored, and the
  * vision encoder's and the prompt's products with BF16 weights round the
  * activations to bfloat16 (8 significant bits) for AVX-512 BF16 dot
  * products where the CPU has them (about twice as fast, like llama.cpp's
