@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import image_input  # noqa: E402
 import paligemma  # noqa: E402
 import safetensors_io  # noqa: E402
 
@@ -38,7 +39,7 @@ def main():
         model = models[exp["model"]]
         size = model.config["vision_config"]["image_size"]
 
-        pixels = paligemma.preprocess(Image.open(os.path.join(root, exp["image"])), size)
+        pixels = image_input.preprocess(Image.open(os.path.join(root, exp["image"])), size)
         pix_diff = float(np.abs(pixels - ref["pixel_values"]).max())
 
         ids = torch.tensor(ref["input_ids"])[None]

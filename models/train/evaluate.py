@@ -23,13 +23,12 @@ import subprocess
 import sys
 
 import numpy as np
-import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_data  # noqa: E402
 import grammar  # noqa: E402
-import paligemma  # noqa: E402
+import image_input  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGETS = {"background colour": 0.97, "shape colour+type": 0.95, "exact caption": 0.90}
@@ -46,7 +45,11 @@ def run_vlm(vlm_run, model, data, rows, jobs):
 
 
 def run_torch(model_dir, data, rows, batch=64):
+    # PyTorch only here: the vlm-run path runs on Debian's python3 packages
     import sentencepiece as spm
+    import torch
+    import paligemma
+    torch.set_num_threads(2)
     model = paligemma.load_checkpoint(model_dir)
     sp = spm.SentencePieceProcessor(model_file=os.path.join(model_dir, "tokenizer.model"))
     cfg = model.config
@@ -56,9 +59,9 @@ def run_torch(model_dir, data, rows, batch=64):
     texts = []
     for start in range(0, len(rows), batch):
         part = rows[start:start + batch]
-        pixels = torch.from_numpy(np.stack([
-            paligemma.preprocess(Image.open(os.path.join(data, r["image"])), size) for r in part]))
-        ids, _ = model.generate(pixels, torch.tensor([prompt] * len(part)), 48,
+        images = torch.from_numpy(np.stack([
+            image_input.preprocess(Image.open(os.path.join(data, r["image"])), size) for r in part]))
+        ids, _ = model.generate(images, torch.tensor([prompt] * len(part)), 48,
                                 cfg["eos_token_id"])
         for row in ids:
             texts.append(sp.decode([i for i in row if i < sp.get_piece_size()
@@ -116,7 +119,6 @@ def main():
     ap.add_argument("--jobs", type=int, default=2, help="parallel vlm-run processes")
     ap.add_argument("--predictions", help="write every caption and prediction to this JSON file")
     args = ap.parse_args()
-    torch.set_num_threads(2)
     data = args.data or os.path.join(ROOT, "build-train",
                                      f"eval-{gen_data.VERSION}-{args.seed}-{args.n}")
     if not os.path.exists(os.path.join(data, "labels.jsonl")):

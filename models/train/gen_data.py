@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 import grammar
-import paligemma
+import image_input
 
 SPLITS = {"train": 0, "eval": 1}
 VERSION = 2  # part of the cached data directory names: bump when the rendering changes
@@ -216,7 +216,7 @@ class TrainSample(SampleMaker):
 
     def __call__(self, index):
         image, caption, types = super().__call__(index)
-        pixels = np.asarray(paligemma.resize(image, self.size))
+        pixels = np.asarray(image_input.resize(image, self.size))
         if types is None:
             return pixels, caption, np.zeros((self.size, self.size), np.uint8)
         # Augmentation keeps the geometry, so the map stays aligned with the model input.

@@ -13,32 +13,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 
 import safetensors_io
 
 
 def gelu_tanh(x):
     return F.gelu(x, approximate="tanh")
-
-
-def preprocess(image, size):
-    """SiglipImageProcessor's slow path: PIL bicubic resize of the whole image to size x size
-    (aspect not kept), x * (1/255) in double rounded to float32, (x - 0.5) / 0.5, CHW."""
-    return normalize(np.asarray(resize(image, size)))
-
-
-def resize(image, size):
-    image = image.convert("RGB")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BICUBIC)
-    return image
-
-
-def normalize(u8_hwc):
-    x = (u8_hwc.astype(np.float64) * (1 / 255)).astype(np.float32)
-    x = (x - np.float32(0.5)) / np.float32(0.5)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
 # ---------------------------------------------------------------- SigLIP vision tower

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export  # noqa: E402
 import gen_data  # noqa: E402
 import grammar  # noqa: E402
+import image_input  # noqa: E402
 import paligemma  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -87,7 +88,7 @@ class Batches:
 
     def __call__(self, idx):
         idx = np.sort(idx)  # sequential reads from the memory-mapped image file
-        pixels = torch.from_numpy(np.stack([paligemma.normalize(self.images[i]) for i in idx]))
+        pixels = torch.from_numpy(np.stack([image_input.normalize(self.images[i]) for i in idx]))
         width = max(len(self.targets[i]) for i in idx)
         suffix = torch.zeros(len(idx), width, dtype=torch.long)
         for row, i in enumerate(idx):
