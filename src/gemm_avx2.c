@@ -180,10 +180,7 @@ static inline void transpose8 (__m256 r[8])
         r[j] = t[j];
 }
 
-/* dst[c, r] = src[r, c], 4-byte values, for r < rows, c < cols (rows lds
- * and ldd values apart), 8 x 8 at a time: one value at a time, packing x
- * and writing y from y^T read or wrote a line per value. */
-static void transpose (const void *src, gsize lds, int rows, int cols, void *dst, gsize ldd)
+void vlm_avx2_transpose (const void *src, gsize lds, int rows, int cols, void *dst, gsize ldd)
 {
     const float *s = src;
     float *d = dst;
@@ -230,9 +227,9 @@ static void pack_part (gpointer packed, int ith, int nth)
             vlm_avx2_x_codes (x + (gsize) m * p->ldx, p->K, p->Kp, p->arith == ARITH_INT8,
                               steps + (gsize) m * S, p->dx + params + m, p->xs + params + m, TILE);
         if (integer)
-            transpose (steps, S, n, S, d, TILE);
+            vlm_avx2_transpose (steps, S, n, S, d, TILE);
         else
-            transpose (x, p->ldx, n, S, d, TILE);
+            vlm_avx2_transpose (x, p->ldx, n, S, d, TILE);
     }
     g_free (steps);
 }
@@ -465,7 +462,7 @@ static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize
             for (int i = 0; i < nb; i++)
                 memcpy (y + (gsize) (b0 + i) * ldy, yt + (gsize) i * ld, sizeof (float) * M);
         else
-            transpose (yt, ld, nb, M, y + b0, ldy);
+            vlm_avx2_transpose (yt, ld, nb, M, y + b0, ldy);
     }
     g_free (panel);
     g_free (so);

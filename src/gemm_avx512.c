@@ -168,59 +168,6 @@ static void row_to_int (const float *row, int K, int Kp, gboolean int8, guint32 
     }
 }
 
-/* 16 x 16 floats, r[i] row i, transposed in place through registers. */
-static inline void transpose16 (__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps (r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps (r[i], r[i + 1]);
-    }
-    for (int b = 0; b < 16; b += 4) {
-        r[b] = _mm512_shuffle_ps (t[b], t[b + 2], 0x44);
-        r[b + 1] = _mm512_shuffle_ps (t[b], t[b + 2], 0xee);
-        r[b + 2] = _mm512_shuffle_ps (t[b + 1], t[b + 3], 0x44);
-        r[b + 3] = _mm512_shuffle_ps (t[b + 1], t[b + 3], 0xee);
-    }
-    for (int b = 0; b < 16; b += 8)
-        for (int j = 0; j < 4; j++) {
-            t[b + j] = _mm512_shuffle_f32x4 (r[b + j], r[b + j + 4], 0x88);
-            t[b + j + 4] = _mm512_shuffle_f32x4 (r[b + j], r[b + j + 4], 0xdd);
-        }
-    for (int j = 0; j < 8; j++) {
-        r[j] = _mm512_shuffle_f32x4 (t[j], t[j + 8], 0x88);
-        r[j + 8] = _mm512_shuffle_f32x4 (t[j], t[j + 8], 0xdd);
-    }
-}
-
-/* dst[c, r] = src[r, c], 4-byte values (float32, or bf16 pairs), for
- * r < rows, c < cols (rows lds and ldd values apart), 16 x 16 at a time:
- * packing x and writing y from y^T one value at a time read or wrote a
- * line per value. */
-static void transpose (const void *src, gsize lds, int rows, int cols, void *dst, gsize ldd)
-{
-    const float *s = src;
-    float *d = dst;
-    int r0 = 0;
-    for (; r0 + 16 <= rows; r0 += 16) {
-        int c0 = 0;
-        for (; c0 + 16 <= cols; c0 += 16) {
-            __m512 v[16];
-            for (int i = 0; i < 16; i++)
-                v[i] = _mm512_loadu_ps (s + (r0 + i) * lds + c0);
-            transpose16 (v);
-            for (int c = 0; c < 16; c++)
-                _mm512_storeu_ps (d + (c0 + c) * ldd + r0, v[c]);
-        }
-        for (int c = c0; c < cols; c++)
-            for (int r = r0; r < r0 + 16; r++)
-                memcpy (d + c * ldd + r, s + r * lds + c, 4);
-    }
-    for (int c = 0; c < cols; c++)
-        for (int r = r0; r < rows; r++)
-            memcpy (d + c * ldd + r, s + r * lds + c, 4);
-}
-
 static void pack_part (gpointer packed, int ith, int nth)
 {
     PackedX *p = packed;
@@ -257,7 +204,7 @@ static void pack_part (gpointer packed, int ith, int nth)
             continue;
         }
         if (p->arith == ARITH_F32) {
-            transpose (x, p->ldx, n, K, d, 32);
+            vlm_avx2_transpose (x, p->ldx, n, K, d, 32);
             continue;
         }
         for (int m = 0; m < n; m++)
@@ -267,7 +214,7 @@ static void pack_part (gpointer packed, int ith, int nth)
                 row_to_int (x + (gsize) m * p->ldx, K, p->Kp, p->arith == ARITH_INT8,
                             pairs + (gsize) m * P, p->dx + (gsize) t * p->Kp + m,
                             p->xs + (gsize) t * p->Kp + m);
-        transpose (pairs, P, n, P, d, 32);
+        vlm_avx2_transpose (pairs, P, n, P, d, 32);
     }
     g_free (pairs);
 }
@@ -623,7 +570,7 @@ static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize
             for (int i = 0; i < nb; i++)
                 memcpy (y + (gsize) (b0 + i) * ldy, yt + (gsize) i * ld, sizeof (float) * M);
         else
-            transpose (yt, ld, nb, M, y + b0, ldy);
+            vlm_avx2_transpose (yt, ld, nb, M, y + b0, ldy); /* every AVX-512 CPU has AVX2 */
     }
     g_free (panel);
     g_free (codes);
