@@ -175,27 +175,24 @@ typedef struct {
 
 /* A row kernel over prepared integer x (kernels_avx2.c, kernels_avx512.c):
  * NAME##_groups with the group size (32 or 64: the compiler turns the
- * divisions by it into shifts) and x's parts (1 only where ONE_PART) as
- * constants, FALLBACK when x was not prepared. */
-#define VLM_INT_ROWS_BY_GROUP(ATTR, NAME, FALLBACK, ONE_PART)                   \
+ * divisions by it into shifts) and x's parts as constants: three, or else
+ * FEW (vlm_int_x_parts: 1 for Q4, 2 for Q8); FALLBACK when x was not
+ * prepared. */
+#define VLM_INT_ROWS_BY_GROUP(ATTR, NAME, FALLBACK, FEW)                        \
     ATTR static void NAME (const VlmMatrix *w, const float *x, const float *xg, \
                            const void *prep, float *y, int r0, int r1)          \
     {                                                                           \
         const VlmIntX *p = prep;                                                \
         if (!p)                                                                 \
             FALLBACK (w, x, xg, NULL, y, r0, r1);                               \
-        else if (ONE_PART && !p->xl && w->group == 32)                          \
-            NAME##_groups (w, xg, p, y, r0, r1, 32, 1);                         \
-        else if (ONE_PART && !p->xl)                                            \
-            NAME##_groups (w, xg, p, y, r0, r1, 64, 1);                         \
         else if (w->group == 32 && p->xll)                                      \
             NAME##_groups (w, xg, p, y, r0, r1, 32, 3);                         \
         else if (w->group == 32)                                                \
-            NAME##_groups (w, xg, p, y, r0, r1, 32, 2);                         \
+            NAME##_groups (w, xg, p, y, r0, r1, 32, FEW);                       \
         else if (p->xll)                                                        \
             NAME##_groups (w, xg, p, y, r0, r1, 64, 3);                         \
         else                                                                    \
-            NAME##_groups (w, xg, p, y, r0, r1, 64, 2);                         \
+            NAME##_groups (w, xg, p, y, r0, r1, 64, FEW);                       \
     }
 
 /* The residual scale of x's parts: 256 with two (xl resolves xh's

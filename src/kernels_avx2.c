@@ -440,7 +440,7 @@ rows_q8_parts_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, flo
                128.0f * offset_term (s, xg, w->n_groups);
     }
 }
-VLM_INT_ROWS_BY_GROUP (, rows_q8_parts, rows_q8, FALSE)
+VLM_INT_ROWS_BY_GROUP (, rows_q8_parts, rows_q8, 2)
 
 /* sum over 32 codes of q x16 (int32 lanes) */
 static inline __m256i dot_q8_x16 (const guint8 *row, const gint16 *x)
@@ -514,9 +514,8 @@ static inline __m256 pair_scales (const guint16 *s, int sb, const int group)
 /* acc + the products of subgroups sb and sb + 1 of a Q4 row (32 bytes of
  * codes: the low nibbles are both subgroups' even elements and the high
  * ones their odd elements, the order x is prepared in, blocks of two).
- * With two parts their sums are joined in int32, 256 h + l (the row's
- * sum is 256 times too large: rows_q4_int_groups divides); a third
- * part's would not fit, and they are joined in float32 (combine). */
+ * x has one part (Q4 with fast_dot) or three (combine); Q4 never gets
+ * two (vlm_int_x_parts). */
 static inline __attribute__ ((always_inline)) __m256
 q4_pair (const guint8 *row, int sb, const VlmIntX *p, const guint16 *s, gsize to_l, gsize to_ll,
          const int group, const int parts, __m256 acc)
@@ -526,17 +525,11 @@ q4_pair (const guint8 *row, int sb, const VlmIntX *p, const guint16 *s, gsize to
     __m256i even = _mm256_and_si256 (v, low);
     __m256i odd = _mm256_and_si256 (_mm256_srli_epi16 (v, 4), low);
     const gint8 *xh = p->xh + (gsize) sb * 32;
-    __m256i h = q4_pair_part (even, odd, xh);
-    __m256i l = parts > 1 ? q4_pair_part (even, odd, xh + to_l) : _mm256_setzero_si256 ();
-    __m256 f;
-    if (parts == 1)
-        f = _mm256_cvtepi32_ps (_mm256_madd_epi16 (h, ones));
-    else if (parts == 3)
-        f = combine (_mm256_madd_epi16 (h, ones), _mm256_madd_epi16 (l, ones),
-                     _mm256_madd_epi16 (q4_pair_part (even, odd, xh + to_ll), ones), 3);
-    else
-        f = _mm256_cvtepi32_ps (_mm256_add_epi32 (_mm256_madd_epi16 (h, _mm256_set1_epi16 (256)),
-                                                  _mm256_madd_epi16 (l, ones)));
+    __m256i h = _mm256_madd_epi16 (q4_pair_part (even, odd, xh), ones);
+    __m256 f = parts == 3
+        ? combine (h, _mm256_madd_epi16 (q4_pair_part (even, odd, xh + to_l), ones),
+                   _mm256_madd_epi16 (q4_pair_part (even, odd, xh + to_ll), ones), 3)
+        : _mm256_cvtepi32_ps (h);
     __m256 scale = _mm256_mul_ps (_mm256_loadu_ps (p->dx4 + (gsize) sb * 4), pair_scales (s, sb, group));
     return _mm256_fmadd_ps (f, scale, acc);
 }
@@ -553,7 +546,6 @@ rows_q4_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float
 {
     gsize to_l = parts > 1 ? (gsize) (p->xl - p->xh) : 0;
     gsize to_ll = parts > 2 ? (gsize) (p->xll - p->xh) : 0;
-    const float unit = parts == 2 ? 1.0f / 256 : 1.0f; /* see q4_pair */
     for (int r = r0; r < r1; r++) {
         const guint8 *row = ROW (w, r);
         const guint16 *s = w->scales + (gsize) r * w->n_groups;
@@ -569,7 +561,7 @@ rows_q4_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float
             acc0 = q4_pair (row, sb, p, s, to_l, to_ll, group, parts, acc0);
             sb += 2;
         }
-        float t = hsum (_mm256_add_ps (acc0, acc1)) * unit;
+        float t = hsum (_mm256_add_ps (acc0, acc1));
         if (sb < p->nsub) {
             __m256 f = dot_q4 (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, parts);
             t += hsum (f) * (_cvtsh_ss (s[sb * 32 / group]) * p->dx[(gsize) sb * 8]);
@@ -577,7 +569,7 @@ rows_q4_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float
         y[r] = t + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }
 }
-VLM_INT_ROWS_BY_GROUP (, rows_q4_int, rows_q4, TRUE)
+VLM_INT_ROWS_BY_GROUP (, rows_q4_int, rows_q4, 1)
 
 const VlmKernels vlm_kernels_avx2 = {
     .name = "avx2",

@@ -586,7 +586,7 @@ q4_block4 (const guint8 *row, int sb, const XBlock4 *x, __m512 scales, const int
             y[r] = t + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups); \
         }                                                                       \
     }                                                                           \
-    VLM_INT_ROWS_BY_GROUP (VNNI, NAME, FALLBACK, BLOCK4) /* Q4's: one part too */
+    VLM_INT_ROWS_BY_GROUP (VNNI, NAME, FALLBACK, (BLOCK4) ? 1 : 2) /* Q4 : Q8 */
 
 VNNI_ROWS (rows_q8_vnni, codes_q8, codes_q8_one, rows_q8, FALSE)
 VNNI_ROWS (rows_q4_vnni, codes_q4, codes_q4_one, rows_q4, TRUE)
