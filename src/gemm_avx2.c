@@ -40,6 +40,7 @@
  * y^T updated once a subgroup, all in registers (with 4 rows and the
  * float sums in the block buffer: int8 one thread 185-189 against 198-215
  * GFLOP/s). */
+#include "avx2_inline.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -104,20 +105,6 @@ static gpointer pack_new_int8 (const float *x, int M, int K)
     return packed_new (x, M, K, K, FALSE, ARITH_INT8);
 }
 
-static inline float hmax (__m256 v)
-{
-    __m128 m = _mm_max_ps (_mm256_castps256_ps128 (v), _mm256_extractf128_ps (v, 1));
-    m = _mm_max_ps (m, _mm_movehl_ps (m, m));
-    return _mm_cvtss_f32 (_mm_max_ss (m, _mm_movehdup_ps (m)));
-}
-
-static inline float hsum (__m256 v)
-{
-    __m128 s = _mm_add_ps (_mm256_castps256_ps128 (v), _mm256_extractf128_ps (v, 1));
-    s = _mm_add_ps (s, _mm_movehl_ps (s, s));
-    return _mm_cvtss_f32 (_mm_add_ss (s, _mm_movehdup_ps (s)));
-}
-
 void vlm_avx2_x_codes (const float *row, int K, int Kp, gboolean int8, void *q, float *dx,
                        float *xs, gsize stride)
 {
@@ -137,7 +124,7 @@ void vlm_avx2_x_codes (const float *row, int K, int Kp, gboolean int8, void *q, 
             amax = _mm256_max_ps (amax, _mm256_and_ps (v[i], abs_mask));
             sum = _mm256_add_ps (sum, v[i]);
         }
-        float m = hmax (amax);
+        float m = vlm_avx2_hmax (amax);
         __m256 sc = _mm256_set1_ps (m > 0 ? range / m : 0.0f);
         __m256i c[4];
         for (int i = 0; i < 4; i++)
@@ -154,7 +141,7 @@ void vlm_avx2_x_codes (const float *row, int K, int Kp, gboolean int8, void *q, 
         }
         dx[stride * (k / 32)] = m / range;
         if (xs)
-            xs[stride * (k / 32)] = hsum (sum);
+            xs[stride * (k / 32)] = vlm_avx2_hsum (sum);
     }
 }
 
@@ -422,19 +409,8 @@ static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize
                 if (w->type == VLM_MAT_F32) {
                     ldw = w->row_bytes / sizeof (float);
                     wp = (const float *) w->data + (gsize) b0 * ldw + k0;
-                } else {
-                    gboolean half = w->type == VLM_MAT_BF16 || w->type == VLM_MAT_F16;
-                    for (int i = 0; i < nb; i++) {
-                        /* 16-bit rows come from memory: ask for the row 4
-                         * ahead (the widening waited on its loads; BF16
-                         * two threads 195-198 -> 199-203 GFLOP/s) */
-                        if (half && i + 4 < nb)
-                            vlm_prefetch_lines ((const guint8 *) w->data +
-                                                    (gsize) (b0 + i + 4) * w->row_bytes + 2 * (gsize) k0,
-                                                0, kc * 2 / 64);
-                        vlm_matrix_widen (w, b0 + i, k0, k0 + kc, (float *) panel + (gsize) i * kc);
-                    }
-                }
+                } else
+                    vlm_matrix_widen_rows (w, b0, nb, k0, k0 + kc, (float *) panel);
                 for (int t = 0; t < p->n_tiles; t++)
                     for (int i = 0; i < nb; i += NR_F32)
                         tile_any_f32 ((const float *) (a + (gsize) t * TILE * S), wp + (gsize) i * ldw,

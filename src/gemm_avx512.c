@@ -532,16 +532,7 @@ static void rows_into (const VlmMatrix *w, gconstpointer packed, float *y, gsize
             const guint8 *wp;
             gsize ldw; /* rows apart: floats (float32 kernel) or bytes (bf16) */
             if (widen) {
-                gboolean half = w->type == VLM_MAT_BF16 || w->type == VLM_MAT_F16;
-                for (int i = 0; i < nb; i++) {
-                    /* 16-bit rows come from memory: ask for the row 4 ahead
-                     * (2-4% of a vision product) */
-                    if (half && i + 4 < nb)
-                        vlm_prefetch_lines ((const guint8 *) w->data +
-                                                (gsize) (b0 + i + 4) * w->row_bytes + 2 * (gsize) k0,
-                                            0, kc * 2 / 64);
-                    vlm_matrix_widen (w, b0 + i, k0, k0 + kc, panel + (gsize) i * kc);
-                }
+                vlm_matrix_widen_rows (w, b0, nb, k0, k0 + kc, panel);
                 wp = (const guint8 *) panel;
                 ldw = kc;
             } else {

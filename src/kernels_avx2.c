@@ -1,6 +1,7 @@
 /* kernels_avx2.c - AVX2 + FMA + F16C row kernels (for CPUs without
  * AVX-512). Built with -mavx2 -mfma -mf16c, called only when the CPU has
  * them (runtime.c). Same arithmetic as kernels_avx512.c, 8 lanes wide. */
+#include "avx2_inline.h"
 #include "kernels.h"
 
 #include <immintrin.h>
@@ -8,14 +9,6 @@
 #include <string.h>
 
 #define ROW(w, r) ((const guint8 *) (w)->data + (gsize) (r) * (w)->row_bytes)
-
-static inline float hsum (__m256 v)
-{
-    __m128 s = _mm_add_ps (_mm256_castps256_ps128 (v), _mm256_extractf128_ps (v, 1));
-    s = _mm_add_ps (s, _mm_movehl_ps (s, s));
-    s = _mm_add_ss (s, _mm_movehdup_ps (s));
-    return _mm_cvtss_f32 (s);
-}
 
 static inline __m256 load_bf16 (const guint16 *p)
 {
@@ -64,7 +57,7 @@ static inline float scalar_f32 (float v) { return v; }
                 s2 = _mm256_fmadd_ps (LOAD (c + j), xv, s2);                   \
                 s3 = _mm256_fmadd_ps (LOAD (d + j), xv, s3);                   \
             }                                                                  \
-            float t0 = hsum (s0), t1 = hsum (s1), t2 = hsum (s2), t3 = hsum (s3); \
+            float t0 = vlm_avx2_hsum (s0), t1 = vlm_avx2_hsum (s1), t2 = vlm_avx2_hsum (s2), t3 = vlm_avx2_hsum (s3); \
             for (int j = K8; j < K; j++) {                                     \
                 t0 += SCALAR (a[j]) * x[j];                                    \
                 t1 += SCALAR (b[j]) * x[j];                                    \
@@ -90,7 +83,7 @@ static inline float scalar_f32 (float v) { return v; }
             }                                                                  \
             for (; j < K8; j += 8)                                             \
                 s0 = _mm256_fmadd_ps (LOAD (a + j), _mm256_loadu_ps (x + j), s0); \
-            float t0 = hsum (_mm256_add_ps (_mm256_add_ps (s0, s1), _mm256_add_ps (s2, s3))); \
+            float t0 = vlm_avx2_hsum (_mm256_add_ps (_mm256_add_ps (s0, s1), _mm256_add_ps (s2, s3))); \
             for (int j = K8; j < K; j++)                                       \
                 t0 += SCALAR (a[j]) * x[j];                                    \
             y[r] = t0;                                                         \
@@ -112,7 +105,7 @@ static inline float offset_term (const guint16 *b, const float *xg, int n)
     int k = 0;
     for (; k + 8 <= n; k += 8)
         acc = _mm256_fmadd_ps (load_f16 (b + k), _mm256_loadu_ps (xg + k), acc);
-    float t = hsum (acc);
+    float t = vlm_avx2_hsum (acc);
     for (; k < n; k++)
         t += vlm_f16_to_f32 (b[k]) * xg[k];
     return t;
@@ -139,7 +132,7 @@ static void rows_q8 (const VlmMatrix *w, const float *x, const float *xg,
             acc = _mm256_fmadd_ps (_mm256_add_ps (d0, d1),
                                    _mm256_set1_ps (_cvtsh_ss (s[k])), acc);
         }
-        y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
+        y[r] = vlm_avx2_hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }
 }
 
@@ -228,7 +221,7 @@ static void rows_q4 (const VlmMatrix *w, const float *x, const float *xg,
             acc = _mm256_fmadd_ps (_mm256_add_ps (d0, d1),
                                    _mm256_set1_ps (_cvtsh_ss (s[k])), acc);
         }
-        y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
+        y[r] = vlm_avx2_hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }
     g_free (xs);
 }
@@ -374,19 +367,6 @@ static inline __m256i madd_pairs (__m256i u, const gint8 *x)
                               _mm256_set1_epi16 (1));
 }
 
-/* h + (l (+ ll / R with a third part)) / R of the parts' sums, R =
- * VLM_INT_RESIDUAL; h alone with one part. */
-static inline __m256 combine (__m256i h, __m256i l, __m256i ll, const int parts)
-{
-    if (parts == 1)
-        return _mm256_cvtepi32_ps (h);
-    const __m256 inv = _mm256_set1_ps (1.0f / VLM_INT_RESIDUAL (parts == 3));
-    __m256 lo = _mm256_cvtepi32_ps (l);
-    if (parts == 3)
-        lo = _mm256_fmadd_ps (_mm256_cvtepi32_ps (ll), inv, lo);
-    return _mm256_fmadd_ps (lo, inv, _mm256_cvtepi32_ps (h));
-}
-
 /* sum over 32 codes of q x (x's parts xh, xl and xll, 32 bytes apart
  * subgroup by subgroup: offsets from xh) */
 static inline __attribute__ ((always_inline)) __m256
@@ -396,7 +376,7 @@ dot_q4 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, con
     __m128i v = _mm_loadu_si128 ((const __m128i *) (row + (gsize) sb * 16));
     __m256i c = _mm256_set_m128i (_mm_and_si128 (_mm_srli_epi16 (v, 4), low), _mm_and_si128 (v, low));
     const __m256i zero = _mm256_setzero_si256 ();
-    return combine (madd_pairs (c, xh), parts > 1 ? madd_pairs (c, xh + to_l) : zero,
+    return vlm_avx2_combine_parts (madd_pairs (c, xh), parts > 1 ? madd_pairs (c, xh + to_l) : zero,
                     parts > 2 ? madd_pairs (c, xh + to_ll) : zero, parts);
 }
 
@@ -411,7 +391,7 @@ dot_q8 (const guint8 *row, int sb, const gint8 *xh, gsize to_l, gsize to_ll, con
 #define SIGNED_PART(P)                                                          \
     _mm256_madd_epi16 (_mm256_maddubs_epi16 (                                   \
         u, _mm256_sign_epi8 (_mm256_loadu_si256 ((const __m256i *) (P)), c)), ones)
-    return combine (SIGNED_PART (xh), SIGNED_PART (xh + to_l),
+    return vlm_avx2_combine_parts (SIGNED_PART (xh), SIGNED_PART (xh + to_l),
                     parts > 2 ? SIGNED_PART (xh + to_ll) : _mm256_setzero_si256 (), parts);
 #undef SIGNED_PART
 }
@@ -436,7 +416,7 @@ rows_q8_parts_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, flo
             acc = _mm256_fmadd_ps (f, _mm256_set1_ps (scale), acc);
         }
         /* the codes went in recentred: q = (q - 128) + 128 */
-        y[r] = hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups) +
+        y[r] = vlm_avx2_hsum (acc) + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups) +
                128.0f * offset_term (s, xg, w->n_groups);
     }
 }
@@ -475,7 +455,7 @@ static void rows_q8_x16 (const VlmMatrix *w, const float *xg, const IntX16 *p, f
             acc0 = _mm256_fmadd_ps (_mm256_cvtepi32_ps (dot_q8_x16 (row + (gsize) sb * 32,
                                                                     p->x + (gsize) sb * 32)),
                                     _mm256_set1_ps (_cvtsh_ss (s[sb]) * p->dx[sb]), acc0);
-        y[r] = hsum (_mm256_add_ps (acc0, acc1)) +
+        y[r] = vlm_avx2_hsum (_mm256_add_ps (acc0, acc1)) +
                offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }
 }
@@ -514,7 +494,7 @@ static inline __m256 pair_scales (const guint16 *s, int sb, const int group)
 /* acc + the products of subgroups sb and sb + 1 of a Q4 row (32 bytes of
  * codes: the low nibbles are both subgroups' even elements and the high
  * ones their odd elements, the order x is prepared in, blocks of two).
- * x has one part (Q4 with fast_dot) or three (combine); Q4 never gets
+ * x has one part (Q4 with fast_dot) or three (vlm_avx2_combine_parts); Q4 never gets
  * two (vlm_int_x_parts). */
 static inline __attribute__ ((always_inline)) __m256
 q4_pair (const guint8 *row, int sb, const VlmIntX *p, const guint16 *s, gsize to_l, gsize to_ll,
@@ -527,7 +507,7 @@ q4_pair (const guint8 *row, int sb, const VlmIntX *p, const guint16 *s, gsize to
     const gint8 *xh = p->xh + (gsize) sb * 32;
     __m256i h = _mm256_madd_epi16 (q4_pair_part (even, odd, xh), ones);
     __m256 f = parts == 3
-        ? combine (h, _mm256_madd_epi16 (q4_pair_part (even, odd, xh + to_l), ones),
+        ? vlm_avx2_combine_parts (h, _mm256_madd_epi16 (q4_pair_part (even, odd, xh + to_l), ones),
                    _mm256_madd_epi16 (q4_pair_part (even, odd, xh + to_ll), ones), 3)
         : _mm256_cvtepi32_ps (h);
     __m256 scale = _mm256_mul_ps (_mm256_loadu_ps (p->dx4 + (gsize) sb * 4), pair_scales (s, sb, group));
@@ -561,10 +541,10 @@ rows_q4_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float
             acc0 = q4_pair (row, sb, p, s, to_l, to_ll, group, parts, acc0);
             sb += 2;
         }
-        float t = hsum (_mm256_add_ps (acc0, acc1));
+        float t = vlm_avx2_hsum (_mm256_add_ps (acc0, acc1));
         if (sb < p->nsub) {
             __m256 f = dot_q4 (row, sb, p->xh + (gsize) sb * 32, to_l, to_ll, parts);
-            t += hsum (f) * (_cvtsh_ss (s[sb * 32 / group]) * p->dx[(gsize) sb * 8]);
+            t += vlm_avx2_hsum (f) * (_cvtsh_ss (s[sb * 32 / group]) * p->dx[(gsize) sb * 8]);
         }
         y[r] = t + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups);
     }

@@ -2,6 +2,7 @@
  * -mavx512f -mavx512bw -mavx512vl -mf16c -mfma, called only when the CPU
  * has them (runtime.c). Weights are widened to float32 in registers and
  * multiplied with float32 activations: memory bandwidth is the limit. */
+#include "avx2_inline.h"
 #include "kernels.h"
 
 #include <immintrin.h>
@@ -562,26 +563,15 @@ q4_block4 (const guint8 *row, int sb, const XBlock4 *x, __m512 scales, const int
             float t = _mm512_reduce_add_ps (acc);                               \
             if (sb < p->nsub) {                                                 \
                 __m256i c = CODES_ONE (row, sb);                                \
-                __m256i h = _mm256_dpbusd_epi32 (_mm256_setzero_si256 (), c,    \
+                const __m256i z = _mm256_setzero_si256 ();                      \
+                __m256i h = _mm256_dpbusd_epi32 (z, c,                          \
                     _mm256_loadu_si256 ((const __m256i *) (p->xh + (gsize) sb * 32))); \
-                __m256 f = _mm256_cvtepi32_ps (h);                              \
-                if (parts > 1) {                                                \
-                    __m256i l = _mm256_dpbusd_epi32 (_mm256_setzero_si256 (), c, \
-                        _mm256_loadu_si256 ((const __m256i *) (p->xl + (gsize) sb * 32))); \
-                    const __m256 inv = _mm256_set1_ps (1.0f / VLM_INT_RESIDUAL (parts == 3)); \
-                    __m256 lo = _mm256_cvtepi32_ps (l);                         \
-                    if (parts == 3)                                             \
-                        lo = _mm256_fmadd_ps (_mm256_cvtepi32_ps (_mm256_dpbusd_epi32 ( \
-                            _mm256_setzero_si256 (), c,                         \
-                            _mm256_loadu_si256 ((const __m256i *) (p->xll + (gsize) sb * 32)))), \
-                            inv, lo);                                           \
-                    f = _mm256_fmadd_ps (lo, inv, f);                           \
-                }                                                               \
-                __m128 q = _mm_add_ps (_mm256_castps256_ps128 (f), _mm256_extractf128_ps (f, 1)); \
-                q = _mm_add_ps (q, _mm_movehl_ps (q, q));                       \
-                q = _mm_add_ss (q, _mm_movehdup_ps (q));                        \
-                t += _mm_cvtss_f32 (q) * p->dx[(gsize) sb * 8] *                \
-                     vlm_f16_to_f32 (s[sb * 32 / group]);                       \
+                __m256i l = parts > 1 ? _mm256_dpbusd_epi32 (z, c,              \
+                    _mm256_loadu_si256 ((const __m256i *) (p->xl + (gsize) sb * 32))) : z; \
+                __m256i ll = parts > 2 ? _mm256_dpbusd_epi32 (z, c,             \
+                    _mm256_loadu_si256 ((const __m256i *) (p->xll + (gsize) sb * 32))) : z; \
+                t += vlm_avx2_hsum (vlm_avx2_combine_parts (h, l, ll, parts)) * \
+                     p->dx[(gsize) sb * 8] * vlm_f16_to_f32 (s[sb * 32 / group]); \
             }                                                                   \
             y[r] = t + offset_term (w->biases + (gsize) r * w->n_groups, xg, w->n_groups); \
         }                                                                       \

@@ -68,6 +68,21 @@ void vlm_matrix_widen (const VlmMatrix *w, int r, int j0, int j1, float *out)
     }
 }
 
+void vlm_matrix_widen_rows (const VlmMatrix *w, int r0, int n, int j0, int j1, float *out)
+{
+    gboolean half = w->type == VLM_MAT_BF16 || w->type == VLM_MAT_F16;
+    for (int i = 0; i < n; i++) {
+        /* 16-bit rows come from memory: ask for the row 4 ahead (the
+         * widening waited on its loads: 2-4% of an AVX-512 vision
+         * product; AVX2 BF16 two threads 195-198 -> 199-203 GFLOP/s) */
+        if (half && i + 4 < n)
+            vlm_prefetch_lines ((const guint8 *) w->data + (gsize) (r0 + i + 4) * w->row_bytes +
+                                    2 * (gsize) j0,
+                                0, (j1 - j0) * 2 / 64);
+        vlm_matrix_widen (w, r0 + i, j0, j1, out + (gsize) i * (j1 - j0));
+    }
+}
+
 float vlm_matrix_get_element (const VlmMatrix *w, int r, int j)
 {
     if (w->piece_cols) {

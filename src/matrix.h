@@ -82,6 +82,9 @@ VlmMatrix vlm_matrix_piece (const VlmMatrix *w, int p);
 /* W[r, j0 .. j1) as float32 by the CPU's widening kernel (j0 a multiple of
  * 16), across pieces. */
 void vlm_matrix_widen (const VlmMatrix *w, int r, int j0, int j1, float *out);
+/* Rows [r0, r0 + n) of W, columns [j0, j1), as float32 to out (rows j1 - j0
+ * apart): a GEMM's panel. */
+void vlm_matrix_widen_rows (const VlmMatrix *w, int r0, int n, int j0, int j1, float *out);
 /* One row of W as float32 (an embedding lookup), by the CPU's widening
  * kernel. */
 void vlm_matrix_get_row (const VlmMatrix *w, int row, float *out);
