@@ -1,10 +1,13 @@
 /* language_decoder.c - Gemma-style decoder: RMSNorm (1 + w), RoPE at
  * 1-indexed positions, grouped-query attention over the KV cache with
  * optional soft-capping and sliding window, gated gelu-tanh MLP, optional
- * Gemma 2 sandwich norms, final norm, last-position logits only. */
+ * Gemma 2 sandwich norms, final norm; the head's logits or the greedy
+ * token of the last position only. */
 #include "language_decoder.h"
 
+#include "head_screen.h"
 #include "ops.h"
+#include "sampler.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -35,7 +38,7 @@ void vlm_kv_cache_clear (VlmKvCache *cache)
 
 void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
                           VlmThreadPool *pool, VlmKvCache *cache, float *h,
-                          int T, gboolean prefix, float *logits,
+                          int T, gboolean prefix, float *out,
                           const VlmTrace *trace)
 {
     int H = c->hidden, F = c->intermediate, hd = c->head_dim;
@@ -98,12 +101,8 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
     }
     cache->n = S;
 
-    /* Only the last position's logits are needed. */
-    float *last = h + (gsize) (T - 1) * H;
-    vlm_ops_rmsnorm (pool, x, last, w->final_norm, 1, H, c->rms_eps);
-    vlm_matrix_mul (pool, &w->lm_head, x, 1, NULL, logits);
-    if (c->final_softcap > 0)
-        vlm_ops_softcap (logits, c->vocab_rows, c->final_softcap);
+    /* Only the last position goes on to the head. */
+    vlm_ops_rmsnorm (pool, out, h + (gsize) (T - 1) * H, w->final_norm, 1, H, c->rms_eps);
 
     g_free (x);
     g_free (q);
@@ -115,4 +114,25 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
     g_free (lo);
     g_free (hi);
     g_free (lo_sliding);
+}
+
+void vlm_decoder_logits (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
+                         VlmThreadPool *pool, const float *out, float *logits)
+{
+    vlm_matrix_mul (pool, &w->lm_head, out, 1, NULL, logits);
+    if (c->final_softcap > 0)
+        vlm_ops_softcap (logits, c->vocab_rows, c->final_softcap);
+}
+
+guint32 vlm_decoder_greedy (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
+                            VlmThreadPool *pool, const float *out)
+{
+    if (w->head_screen)
+        return vlm_head_screen_argmax (w->head_screen, &w->lm_head, pool, out,
+                                       c->final_softcap, NULL);
+    float *logits = g_new (float, c->vocab_rows);
+    vlm_decoder_logits (c, w, pool, out, logits);
+    guint32 best = vlm_sampler_argmax (logits, c->vocab_rows);
+    g_free (logits);
+    return best;
 }

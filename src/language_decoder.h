@@ -23,11 +23,18 @@ void vlm_kv_cache_clear (VlmKvCache *cache);
 /* Run T new positions x [T, hidden] (embeddings, already scaled) through the
  * decoder, appending to the cache. With prefix, the T positions form one
  * bidirectional block (PaliGemma's prompt); otherwise they are causal.
- * Writes the logits of the last position to logits [vocab_rows].
- * x is used as scratch. */
+ * Writes the last position's final-normed state, the head's input, to
+ * out [hidden]. x is used as scratch. */
 void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
                           VlmThreadPool *pool, VlmKvCache *cache, float *x,
-                          int T, gboolean prefix, float *logits,
+                          int T, gboolean prefix, float *out,
                           const VlmTrace *trace);
+/* The logits [vocab_rows] of out (soft-capped where the config says). */
+void vlm_decoder_logits (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
+                         VlmThreadPool *pool, const float *out, float *logits);
+/* The greedy token of out: vlm_sampler_argmax of its logits, through the
+ * head's screen where it has one (head_screen.h). */
+guint32 vlm_decoder_greedy (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
+                            VlmThreadPool *pool, const float *out);
 
 #endif

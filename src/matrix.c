@@ -133,75 +133,103 @@ static void for_each_share (const VlmProduct *p, int n, int M, int ith, int nth,
     }
 }
 
+/* x made ready for w's row kernels: quantized W reads whole groups, so x
+ * is zero past cols, with its per-group sums; each piece's x prepared by
+ * the kernel set. */
 typedef struct {
-    const VlmProduct *p;
-    int n, n_pieces;
     const float *x, *xg;
+    float *xpad, *xg_own;
+    int n_pieces;
     gpointer *prep;   /* [n_pieces] */
     VlmRowsFunc rows;
+} GemvX;
+
+static void gemv_x_init (GemvX *g, const VlmMatrix *w, const float *x)
+{
+    const VlmKernels *k = vlm_kernels_get ();
+    *g = (GemvX) { .x = x, .n_pieces = vlm_matrix_n_pieces (w), .rows = k->rows[w->type] };
+    if (w->type == VLM_MAT_Q8 || w->type == VLM_MAT_Q4) {
+        int padded = w->n_groups * w->group;
+        if (padded != w->cols) {
+            g->xpad = g_new0 (float, padded);
+            memcpy (g->xpad, x, w->cols * sizeof (float));
+            g->x = g->xpad;
+        }
+        g->xg = g->xg_own = g_new (float, w->n_groups);
+        for (int c = 0; c < w->n_groups; c++) {
+            float s = 0;
+            for (int i = 0; i < w->group; i++)
+                s += g->x[c * w->group + i];
+            g->xg_own[c] = s;
+        }
+    }
+    g->prep = g_new0 (gpointer, g->n_pieces);
+    for (int c = 0; c < g->n_pieces && k->prepare[w->type]; c++) {
+        VlmMatrix v = vlm_matrix_piece (w, c);
+        g->prep[c] = k->prepare[w->type] (&v, g->x + c * w->piece_cols);
+    }
+}
+
+static void gemv_x_clear (GemvX *g)
+{
+    for (int c = 0; c < g->n_pieces; c++)
+        g_free (g->prep[c]);
+    g_free (g->prep);
+    g_free (g->xpad);
+    g_free (g->xg_own);
+}
+
+/* y[r0 .. r1) of W x, piece after piece. */
+static void gemv_rows (const GemvX *g, const VlmMatrix *w, float *y, int r0, int r1)
+{
+    if (g->n_pieces == 1) {
+        g->rows (w, g->x, g->xg, g->prep[0], y, r0, r1);
+        return;
+    }
+    float *part = g_new (float, r1);
+    for (int c = 0; c < g->n_pieces; c++) {
+        int c0 = c * w->piece_cols;
+        VlmMatrix v = vlm_matrix_piece (w, c);
+        g->rows (&v, g->x + c0, g->xg + c0 / v.group, g->prep[c], c ? part : y, r0, r1);
+        if (c)
+            vlm_ops_add (y + r0, part + r0, r1 - r0);
+    }
+    g_free (part);
+}
+
+typedef struct {
+    const VlmProduct *p;
+    int n;
+    GemvX x;
 } GemvJob;
 
 static void gemv_share (gconstpointer job, const VlmProduct *p, int r0, int r1)
 {
-    const GemvJob *j = job;
-    if (j->n_pieces == 1) {
-        j->rows (p->w, j->x, j->xg, j->prep[0], p->y, r0, r1);
-        return;
-    }
-    float *part = g_new (float, r1);
-    for (int c = 0; c < j->n_pieces; c++) {
-        int c0 = c * p->w->piece_cols;
-        VlmMatrix v = vlm_matrix_piece (p->w, c);
-        j->rows (&v, j->x + c0, j->xg + c0 / v.group, j->prep[c], c ? part : p->y, r0, r1);
-        if (c)
-            vlm_ops_add (p->y + r0, part + r0, r1 - r0);
-    }
-    g_free (part);
+    gemv_rows (&((const GemvJob *) job)->x, p->w, p->y, r0, r1);
 }
 
 static void gemv_part (int ith, int nth, gpointer data)
 {
     const GemvJob *j = data;
-    for_each_share (j->p, j->n, 1, ith, nth, 16, gemv_share, j);
+    for_each_share (j->p, j->n, 1, ith, nth, VLM_GEMV_ALIGN, gemv_share, j);
 }
 
 /* x is prepared once for all products (they share type, group and cols). */
 static void gemv (VlmThreadPool *pool, const VlmProduct *p, int n, gsize size, const float *x)
 {
-    const VlmKernels *k = vlm_kernels_get ();
-    const VlmMatrix *w = p[0].w;
-    gboolean quant = w->type == VLM_MAT_Q8 || w->type == VLM_MAT_Q4;
-    int n_pieces = vlm_matrix_n_pieces (w);
-    gpointer prep[n_pieces];
-    GemvJob job = { p, n, n_pieces, x, NULL, prep, k->rows[w->type] };
-    float *xpad = NULL, *xg = NULL;
-    if (quant) {
-        /* Kernels read whole groups: x is zero past cols. */
-        int padded = w->n_groups * w->group;
-        if (padded != w->cols) {
-            xpad = g_new0 (float, padded);
-            memcpy (xpad, x, w->cols * sizeof (float));
-            job.x = xpad;
-        }
-        xg = g_new (float, w->n_groups);
-        for (int k = 0; k < w->n_groups; k++) {
-            float s = 0;
-            for (int i = 0; i < w->group; i++)
-                s += job.x[k * w->group + i];
-            xg[k] = s;
-        }
-        job.xg = xg;
-    }
-    for (int c = 0; c < n_pieces; c++) {
-        VlmMatrix v = vlm_matrix_piece (w, c);
-        prep[c] = k->prepare[w->type] ? k->prepare[w->type] (&v, job.x + c * w->piece_cols) : NULL;
-    }
+    GemvJob job = { p, n };
+    gemv_x_init (&job.x, p[0].w, x);
     /* Waking the workers costs more than a small matrix. */
     vlm_thread_pool_run (size >= (1 << 16) ? pool : NULL, gemv_part, &job);
-    g_free (xpad);
-    g_free (xg);
-    for (int c = 0; c < n_pieces; c++)
-        g_free (prep[c]);
+    gemv_x_clear (&job.x);
+}
+
+void vlm_matrix_mul_rows (const VlmMatrix *w, const float *x, float *y, int r0, int r1)
+{
+    GemvX g;
+    gemv_x_init (&g, w, x);
+    gemv_rows (&g, w, y, r0, r1);
+    gemv_x_clear (&g);
 }
 
 /* The GEMM where the CPU has no kernel of ours: x as it is, and each

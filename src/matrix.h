@@ -63,6 +63,13 @@ gsize vlm_matrix_bytes (const VlmMatrix *m);
  * layer: OpenBLAS is kept to one thread (vlm_session_new). */
 void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
                      int M, const float *b, float *y);
+/* The threads of a matrix-vector product (M = 1) split the rows in
+ * multiples of this. */
+#define VLM_GEMV_ALIGN 16
+/* y[r0 .. r1) of W x on this thread, each y[r] the same float as
+ * vlm_matrix_mul's M = 1 gives when r0 is a multiple of VLM_GEMV_ALIGN and
+ * r1 is one too or rows (row kernels may take rows a few at a time). */
+void vlm_matrix_mul_rows (const VlmMatrix *w, const float *x, float *y, int r0, int r1);
 /* One product y[M, w->rows] = x . W^T (+ b). */
 typedef struct {
     const VlmMatrix *w;

@@ -68,6 +68,7 @@ typedef struct {
     VlmDecoderLayer *layers;          /* [n_layers] */
     const float *final_norm;          /* [H] */
     VlmMatrix lm_head;                /* [V, H], == embed when tied */
+    struct _VlmHeadScreen *head_screen; /* for greedy tokens, or NULL (head_screen.h) */
 } VlmDecoderWeights;
 
 /* Vision features -> decoder embedding space: y = (x W^T + b) / divisor. */

@@ -253,6 +253,18 @@ gboolean vlm_safetensors_parse (VlmTensorStore *store, const guint8 *data,
     return TRUE;
 }
 
+gboolean vlm_tensor_store_maps (VlmTensorStore *store, const void *p, gsize n)
+{
+    for (guint i = 0; i < store->mappings->len; i++) {
+        GMappedFile *mf = g_ptr_array_index (store->mappings, i);
+        guintptr a = (guintptr) g_mapped_file_get_contents (mf), at = (guintptr) p;
+        if (a && at >= a && at - a <= g_mapped_file_get_length (mf) &&
+            n <= g_mapped_file_get_length (mf) - (at - a))
+            return TRUE;
+    }
+    return FALSE;
+}
+
 static gboolean add_file (VlmTensorStore *store, const char *dir,
                           const char *file, GError **error)
 {

@@ -52,6 +52,8 @@ gboolean vlm_safetensors_parse (VlmTensorStore *store, const guint8 *data,
 VlmTensorStore *vlm_tensor_store_open_dir (const char *dir, GError **error);
 VlmTensorStore *vlm_tensor_store_new (void);
 void vlm_tensor_store_free (VlmTensorStore *store);
+/* Whether bytes [p, p + n) lie within one of the store's mapped files. */
+gboolean vlm_tensor_store_maps (VlmTensorStore *store, const void *p, gsize n);
 
 /* Every tensor (VlmTensorInfo *), in file order. */
 GPtrArray *vlm_tensor_store_tensors (VlmTensorStore *store);

@@ -5,6 +5,7 @@
 
 #include "checkpoint.h"
 #include "families/family.h"
+#include "head_screen.h"
 #include "image.h"
 #include "language_decoder.h"
 #include "model.h"
@@ -82,6 +83,7 @@ static void model_free (VlmModel *m)
 {
     if (m->tokenizer)
         vlm_tokenizer_free (m->tokenizer);
+    vlm_head_screen_free (m->decoder.head_screen);
     vlm_weights_free (m->weights);
     g_free (m->vision.layers);
     g_free (m->decoder.layers);
@@ -143,6 +145,19 @@ static gboolean mlx_quantization (JsonObject *config, int *group, int *bits,
     return TRUE;
 }
 
+/* The head's screen for greedy decoding, built on every core; then the
+ * head's own pages leave the resident set (the page cache keeps them) but
+ * for the rows the screen leaves and embedding lookups read again. */
+static void screen_head (VlmModel *m)
+{
+    VlmThreadPool *pool = vlm_thread_pool_new (g_get_num_processors ());
+    m->decoder.head_screen = vlm_head_screen_new (&m->decoder.lm_head, pool);
+    vlm_thread_pool_free (pool);
+    if (m->decoder.head_screen)
+        vlm_weights_release (m->weights, m->decoder.lm_head.data,
+                             vlm_matrix_bytes (&m->decoder.lm_head));
+}
+
 /* Sizes behind the performance figures: matrix bytes in memory, bytes
  * streamed per generated token, operations per image and per prompt token. */
 static void model_costs (const VlmModel *m, VlmModelInfo *info)
@@ -170,7 +185,8 @@ static void model_costs (const VlmModel *m, VlmModelInfo *info)
     info->weight_bytes = vision + decoder + head + vlm_matrix_bytes (&m->projector.w) +
                          (m->decoder.lm_head.data != m->decoder.embed.data
                               ? vlm_matrix_bytes (&m->decoder.embed) : 0);
-    info->decode_bytes = decoder + head;
+    info->decode_bytes = decoder + (m->decoder.head_screen
+                                        ? vlm_head_screen_bytes (m->decoder.head_screen) : head);
     guint64 N = vc->n_patches, D = vc->hidden;
     info->vision_flops = 2 * N * vision_params +
                          (guint64) vc->n_layers * 4 * N * N * D +   /* scores and mix */
@@ -211,6 +227,7 @@ VlmModel *vlm_model_load_with_format (const char *path_or_repo_id,
         return NULL;
     }
     m->dtype = g_strdup (vlm_weights_dtype (m->weights));
+    screen_head (m);
 
     VlmModelInfo *i = &m->info;
     i->family = family->name;
@@ -419,22 +436,29 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
     if (!embed (m, r->input_ids, L, feat, x, error))
         return NULL;
     vlm_trace (trace, "decoder_input", x, L, H);
-    g_autofree float *logits = g_new (float, dc->vocab_rows);
-    vlm_decoder_forward (dc, &m->decoder, s->pool, &s->cache, x, L, TRUE, logits,
-                         trace);
-    r->stats.prefill_ms = ms_since (t);
+    g_autofree float *out = g_new (float, H);
+    vlm_decoder_forward (dc, &m->decoder, s->pool, &s->cache, x, L, TRUE, out, trace);
+    /* Greedy decoding needs the logits only when someone reads them. */
+    gboolean greedy = params->temperature <= 0.0f && !trace;
+    g_autofree float *logits = greedy ? NULL : g_new (float, dc->vocab_rows);
     if (params->want_logits) {
-        r->prefill_logits = g_memdup2 (logits, dc->vocab_rows * sizeof (float));
+        r->prefill_logits = g_new (float, dc->vocab_rows);
         r->n_logits = dc->vocab_rows;
+        vlm_decoder_logits (dc, &m->decoder, s->pool, out, r->prefill_logits);
     }
+    guint32 first = 0;
+    if (greedy && params->max_new_tokens > 0)
+        first = params->want_logits ? vlm_sampler_argmax (r->prefill_logits, r->n_logits)
+                                    : vlm_decoder_greedy (dc, &m->decoder, s->pool, out);
+    r->stats.prefill_ms = ms_since (t);
 
     /* Decode. */
     t = g_get_monotonic_time ();
     VlmSampler sampler;
     vlm_sampler_init (&sampler, params->temperature, params->top_k,
                       params->top_p, params->seed);
-    g_autofree float *probs = g_new (float, dc->vocab_rows);
-    g_autofree guint32 *order = g_new (guint32, dc->vocab_rows);
+    g_autofree float *probs = greedy ? NULL : g_new (float, dc->vocab_rows);
+    g_autofree guint32 *order = greedy ? NULL : g_new (guint32, dc->vocab_rows);
     r->tokens = g_new (guint32, MAX (max_new, 1));
     r->finish_reason = VLM_FINISH_LENGTH;
     while (r->n_tokens < max_new) {
@@ -447,11 +471,16 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
             if (!embed (m, &prev, 1, NULL, x, error))
                 return NULL;
             vlm_decoder_forward (dc, &m->decoder, s->pool, &s->cache, x, 1,
-                                 FALSE, logits, NULL);
+                                 FALSE, out, NULL);
         }
-        guint32 id = vlm_sampler_sample (&sampler, logits, dc->vocab_rows,
-                                         probs, order);
-        vlm_trace (trace, "step_logits", logits, 1, dc->vocab_rows);
+        guint32 id;
+        if (greedy) {
+            id = r->n_tokens > 0 ? vlm_decoder_greedy (dc, &m->decoder, s->pool, out) : first;
+        } else {
+            vlm_decoder_logits (dc, &m->decoder, s->pool, out, logits);
+            id = vlm_sampler_sample (&sampler, logits, dc->vocab_rows, probs, order);
+            vlm_trace (trace, "step_logits", logits, 1, dc->vocab_rows);
+        }
         r->tokens[r->n_tokens++] = id;
         if (params->on_token) {
             g_autofree char *so_far =

@@ -92,7 +92,10 @@ typedef struct {
     guint64 n_params;
     const char *dtype;        /* matrices as kept in memory: "F32", "BF16", "F16", "Q8", "Q4" */
     guint64 weight_bytes;     /* bytes of the matrices in that format */
-    guint64 decode_bytes;     /* matrix bytes read per generated token */
+    guint64 decode_bytes;     /* matrix bytes read per greedy token (greedy
+                               * decoding reads an 8-bit copy of a float output
+                               * head, and of the head itself only the few rows
+                               * that copy cannot rule out) */
     guint64 vision_flops;     /* floating-point operations per image (encoder) */
     guint64 prefill_flops;    /* per prompt token, decoder layers (no attention) */
     const char *capabilities; /* "text,vision-understanding" */

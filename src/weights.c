@@ -143,6 +143,12 @@ static void release_pages (const guint8 *p, gsize n)
         madvise ((void *) a, b - a, MADV_DONTNEED);
 }
 
+void vlm_weights_release (VlmWeights *w, const void *p, gsize n)
+{
+    if (vlm_tensor_store_maps (w->store, p, n))
+        release_pages (p, n);
+}
+
 /* f16 data of an MLX scales/biases tensor (widened formats are narrowed). */
 static const guint16 *mlx_params (VlmWeights *w, VlmTensorInfo *t, GError **error)
 {

@@ -42,6 +42,10 @@ gboolean vlm_weights_has (VlmWeights *w, const char *name);
 const VlmTensorInfo *vlm_weights_info (VlmWeights *w, const char *name);
 /* n floats owned by the weights (for rearranged copies). */
 float *vlm_weights_alloc (VlmWeights *w, gsize n);
+/* Drop the pages of bytes [p, p + n) from the resident set if they are
+ * mapped from the checkpoint (read again from the page cache when used;
+ * copies of ours are left alone). */
+void vlm_weights_release (VlmWeights *w, const void *p, gsize n);
 /* Mark a tensor as known but unused (e.g. a tied lm_head copy). */
 void vlm_weights_ignore (VlmWeights *w, const char *name);
 /* Error naming the first tensor nobody asked for. */

@@ -1,0 +1,223 @@
+/* head_screen.c - implements head_screen.h.
+ *
+ * The bound. For row r of the head W, let w = W[r], q the copy's row as
+ * the real numbers s_g c + o_g it stands for (f16 scale and offset of each
+ * group of 32, 8-bit code c), and x the activations, ||.|| the 2-norm,
+ * u = 2^-24, K the columns. The two products the screen compares are
+ * floats:
+ * - e_r, W's row kernel: |e_r - w.x| <= gamma N ||x||, N = ||w||, with
+ *   gamma = 2 K u (twice the dot product's worst case in any order of
+ *   summation, with or without FMA);
+ * - a_r, the copy's row kernel, which takes x as xq within
+ *   X ||x|| of x, X = sqrt (32) / (127 * 128): Q8 products made at load
+ *   (fast_dot) take each x within max |x| of its 32 / (127 * 128) (two
+ *   int8 parts or int16 codes, kernels.h), float32 kernels take x as it is.
+ *   Every set's quantized rows sum c xq within a group (in integers, or
+ *   in floats over at most 64 terms), then add s_g times that and o_g
+ *   times the group's float sum of x over the groups: at most K / 32 + 70
+ *   roundings deep, so within gamma' A ||x|| (1 + X), gamma' = 2 (K / 32 +
+ *   70) u, A = the 2-norm of (255 |s_g| + |o_g|) over the row's columns,
+ *   which bounds |s_g c| + |o_g|.
+ * Then |a_r - e_r| <= |a_r - q.xq| + |q.xq - q.x| + |q.x - w.x| + |w.x - e_r|
+ *   <= ||x|| (gamma' A (1 + X) + (N + E) X + E + gamma N) = C_r ||x||,
+ * E = ||w - q||, computed from q widened to floats (each within 2 u
+ * (|s_g c| + |o_g|) of its real value: 2 u A more). C_r is rounded up and
+ * kept per row.
+ * The screen. With lo_r = a_r - C_r ||x|| and hi_r = a_r + C_r ||x||, the
+ * largest e_r is at a row with hi_r >= L = max lo_r (L <= the e_r of L's row
+ * <= the largest e_r <= the hi_r of the largest's row). Those rows' blocks
+ * of VLM_GEMV_ALIGN rows are multiplied by W's own kernel as the whole
+ * product would multiply them, and the first largest among them is the
+ * answer. Soft-capping is monotone, but its floats can tie or (by tanhf's
+ * last-bit errors) swap values closer than delta = c 2^-19 / (1 -
+ * tanh^2 (3)) while |y| <= 3 c (an error of at most 16 c u in y, slope at
+ * least 1 - tanh^2 (3)): rows down to L - delta are kept, and beyond 3 c
+ * the whole product is made. */
+#include "head_screen.h"
+
+#include "kernels.h"
+#include "ops.h"
+#include "sampler.h"
+
+#include <math.h>
+
+struct _VlmHeadScreen {
+    VlmMatrix q;         /* the 8-bit copy */
+    gpointer storage;
+    float *bound;        /* [rows] C_r */
+};
+
+/* (255 |s| + |o|)^2 summed over the columns of row r of quantized m. */
+static double params_sq (const VlmMatrix *m, int r)
+{
+    double sum = 0;
+    for (int p = 0; p < vlm_matrix_n_pieces (m); p++) {
+        VlmMatrix v = vlm_matrix_piece (m, p);
+        for (int k = 0; k < v.n_groups; k++) {
+            gsize at = (gsize) r * v.n_groups + k;
+            double t = 255 * fabs (vlm_f16_to_f32 (v.scales[at])) +
+                       fabs (vlm_f16_to_f32 (v.biases[at]));
+            sum += t * t * MIN (v.group, v.cols - k * v.group);
+        }
+    }
+    return sum;
+}
+
+typedef struct {
+    VlmHeadScreen *s;
+    const VlmMatrix *w;
+    gboolean finite;     /* cleared by any thread finding a bound that is not */
+} BuildJob;
+
+static void build_part (int ith, int nth, gpointer data)
+{
+    BuildJob *j = data;
+    VlmHeadScreen *s = j->s;
+    int K = j->w->cols, a, b;
+    int chunk = MAX (1, (1 << 18) / K); /* quantized here, not on a pool of its own */
+    float *wrows = g_new (float, (gsize) chunk * K), *qrow = g_new (float, K);
+    const double u = 1.0 / (1 << 24), gamma = 2.0 * K * u, gamma_q = 2.0 * (K / 32 + 70) * u,
+                 X = sqrt (32.0) / (127 * 128);
+    vlm_split (j->w->rows, ith, nth, 1, &a, &b);
+    for (int r0 = a; r0 < b; r0 += chunk) {
+        int n = MIN (chunk, b - r0);
+        vlm_matrix_widen_rows (j->w, r0, n, 0, K, wrows);
+        vlm_matrix_quantize_rows (&s->q, r0, n, wrows);
+        for (int i = 0; i < n; i++) {
+            const float *w = wrows + (gsize) i * K;
+            vlm_matrix_widen (&s->q, r0 + i, 0, K, qrow);
+            /* four running sums each: one would wait on each addition */
+            double ww[4] = { 0 }, ee[4] = { 0 };
+            for (int k = 0; k < K; k++) {
+                double d = (double) w[k] - qrow[k];
+                ww[k & 3] += (double) w[k] * w[k];
+                ee[k & 3] += d * d;
+            }
+            double N = sqrt (ww[0] + ww[1] + ww[2] + ww[3]);
+            double A = sqrt (params_sq (&s->q, r0 + i));
+            double E = sqrt (ee[0] + ee[1] + ee[2] + ee[3]) + 2 * u * A;
+            double C = gamma_q * A * (1 + X) + (N + E) * X + E + gamma * N;
+            s->bound[r0 + i] = (float) (C * (1 + 1.0 / (1 << 20)));
+            if (!isfinite (s->bound[r0 + i]))
+                j->finite = FALSE;
+        }
+    }
+    g_free (wrows);
+    g_free (qrow);
+}
+
+VlmHeadScreen *vlm_head_screen_new (const VlmMatrix *w, VlmThreadPool *pool)
+{
+    if (w->type != VLM_MAT_F32 && w->type != VLM_MAT_BF16 && w->type != VLM_MAT_F16)
+        return NULL;
+    VlmHeadScreen *s = g_new0 (VlmHeadScreen, 1);
+    s->storage = vlm_matrix_quantized_new (w->rows, w->cols, VLM_MAT_Q8, &s->q);
+    s->q.fast_dot = TRUE;
+    s->bound = g_new (float, w->rows);
+    BuildJob job = { s, w, TRUE };
+    vlm_thread_pool_run (pool, build_part, &job);
+    if (!job.finite) { /* NaN or infinite weights: always the whole product */
+        vlm_head_screen_free (s);
+        return NULL;
+    }
+    return s;
+}
+
+void vlm_head_screen_free (VlmHeadScreen *s)
+{
+    if (!s)
+        return;
+    g_free (s->storage);
+    g_free (s->bound);
+    g_free (s);
+}
+
+gsize vlm_head_screen_bytes (const VlmHeadScreen *s)
+{
+    return vlm_matrix_bytes (&s->q) + s->q.rows * sizeof (float);
+}
+
+const VlmMatrix *vlm_head_screen_copy (const VlmHeadScreen *s)
+{
+    return &s->q;
+}
+
+float vlm_head_screen_bound (const VlmHeadScreen *s, int r)
+{
+    return s->bound[r];
+}
+
+/* The whole product's answer. */
+static guint32 argmax_whole (const VlmMatrix *w, VlmThreadPool *pool, const float *x,
+                             float softcap, int *n_exact)
+{
+    float *y = g_new (float, w->rows);
+    vlm_matrix_mul (pool, w, x, 1, NULL, y);
+    if (softcap > 0)
+        vlm_ops_softcap (y, w->rows, softcap);
+    guint32 best = vlm_sampler_argmax (y, w->rows);
+    g_free (y);
+    if (n_exact)
+        *n_exact = w->rows;
+    return best;
+}
+
+guint32 vlm_head_screen_argmax (const VlmHeadScreen *s, const VlmMatrix *w, VlmThreadPool *pool,
+                                const float *x, float softcap, int *n_exact)
+{
+    int V = w->rows, K = w->cols;
+    double xx = 0;
+    for (int k = 0; k < K; k++)
+        xx += (double) x[k] * x[k];
+    double xn = sqrt (xx) * (1 + 1e-9);
+    if (!isfinite (xn))
+        return argmax_whole (w, pool, x, softcap, n_exact);
+
+    float *a = g_new (float, V);
+    vlm_matrix_mul (pool, &s->q, x, 1, NULL, a);
+    double L = -INFINITY, top = -INFINITY;
+    gboolean finite = TRUE;
+    for (int r = 0; r < V; r++) {
+        finite &= isfinite (a[r]);
+        L = MAX (L, a[r] - s->bound[r] * xn);
+        top = MAX (top, a[r] + s->bound[r] * xn);
+    }
+    double delta = 0;
+    if (softcap > 0) {
+        double t = tanh (3.0);
+        delta = softcap * ldexp (1.0, -19) / (1 - t * t);
+        finite &= top <= 3.0 * softcap && L - delta >= -3.0 * softcap;
+    }
+    /* the blocks holding a row that can be the largest */
+    int n_blocks = (V + VLM_GEMV_ALIGN - 1) / VLM_GEMV_ALIGN, n_kept = 0;
+    int *kept = g_new (int, n_blocks);
+    for (int blk = 0; finite && blk < n_blocks; blk++) {
+        int r1 = MIN (V, (blk + 1) * VLM_GEMV_ALIGN);
+        for (int r = blk * VLM_GEMV_ALIGN; r < r1; r++)
+            if (a[r] + s->bound[r] * xn >= L - delta) {
+                kept[n_kept++] = blk;
+                break;
+            }
+    }
+    /* Beyond a quarter of the rows the whole product is as cheap. */
+    if (!finite || n_kept * VLM_GEMV_ALIGN > V / 4) {
+        g_free (a);
+        g_free (kept);
+        return argmax_whole (w, pool, x, softcap, n_exact);
+    }
+    guint32 best = 0;
+    for (int i = 0; i < n_kept; i++) {
+        int r0 = kept[i] * VLM_GEMV_ALIGN, r1 = MIN (V, r0 + VLM_GEMV_ALIGN);
+        vlm_matrix_mul_rows (w, x, a, r0, r1); /* the exact values over the copy's */
+        if (softcap > 0)
+            vlm_ops_softcap (a + r0, r1 - r0, softcap);
+        for (int r = r0; r < r1; r++)
+            if ((i == 0 && r == r0) || a[r] > a[best])
+                best = r;
+    }
+    if (n_exact)
+        *n_exact = n_kept * VLM_GEMV_ALIGN;
+    g_free (a);
+    g_free (kept);
+    return best;
+}
