@@ -21,6 +21,13 @@ static inline float vlm_avx2_hmax (__m256 v)
     return _mm_cvtss_f32 (_mm_max_ss (m, _mm_movehdup_ps (m)));
 }
 
+static inline float vlm_avx2_hmin (__m256 v)
+{
+    __m128 m = _mm_min_ps (_mm256_castps256_ps128 (v), _mm256_extractf128_ps (v, 1));
+    m = _mm_min_ps (m, _mm_movehl_ps (m, m));
+    return _mm_cvtss_f32 (_mm_min_ss (m, _mm_movehdup_ps (m)));
+}
+
 /* h + (l (+ ll / R with a third part)) / R of x's parts' integer sums, R =
  * VLM_INT_RESIDUAL; h alone with one part. */
 static inline __m256 vlm_avx2_combine_parts (__m256i h, __m256i l, __m256i ll, const int parts)

@@ -37,6 +37,13 @@ typedef struct {
     int x_range;
 } VlmGemm;
 
+/* One group of n weights x (n <= the group size, 32 or 64) quantized to
+ * bits (8 or 4) as matrix.h's Q8/Q4: its f16 scale to *s and offset to
+ * *o, the codes to q (Q4: two to a byte, low nibble first; q zeroed
+ * before). Every set gives the same codes, scales and offsets. */
+typedef void (*VlmQuantizeFunc) (const float *x, int n, int bits, guint8 *q, guint16 *s,
+                                 guint16 *o);
+
 typedef struct {
     const char *name;              /* "avx512-vnni", "avx512", "avx2", "generic" */
     VlmRowsFunc rows[5];           /* by VlmMatType */
@@ -52,6 +59,7 @@ typedef struct {
      * b NULL Gemma's RMS norm, x / rms * (1 + w); the sums in double. */
     void (*norm) (float *out, const float *x, const float *w, const float *b, int D,
                   float eps);
+    VlmQuantizeFunc quantize;      /* load-time quantization (matrix.c) */
 } VlmKernels;
 
 extern const VlmKernels vlm_kernels_generic;
@@ -143,6 +151,7 @@ static inline float vlm_gelu_inner (float v)
     return 0.7978845608028654f * (v + 0.044715f * v * v * v);
 }
 void vlm_gelu_generic (float *x, const float *mul, gsize n);
+void vlm_quantize_generic (const float *x, int n, int bits, guint8 *q, guint16 *s, guint16 *o);
 void vlm_softmax_generic (float *x, gsize n);
 void vlm_norm_generic (float *out, const float *x, const float *w, const float *b, int D,
                        float eps);
@@ -215,6 +224,11 @@ void vlm_avx2_x_codes (const float *x, int K, int Kp, gboolean int8, void *q, fl
  * o[kc / 32]. AVX2 (gemm_avx2.c), also serving gemm_avx512.c. */
 void vlm_avx2_codes_row (const VlmMatrix *w, int r, int k0, int kc, gboolean int8, guint8 *out,
                          float *s, float *o);
+
+/* The AVX2 set's VlmQuantizeFunc, also the AVX-512 sets': groups of a
+ * multiple of 32 eight weights at a time (vlm_quantize_generic's codes:
+ * the same division, rounded to nearest even), others as the generic. */
+void vlm_avx2_quantize (const float *x, int n, int bits, guint8 *q, guint16 *s, guint16 *o);
 
 /* dst[c, r] = src[r, c], 4-byte values, for r < rows, c < cols (rows lds
  * and ldd values apart), 8 x 8 at a time through registers: one value at

@@ -551,6 +551,55 @@ rows_q4_int_groups (const VlmMatrix *w, const float *xg, const VlmIntX *p, float
 }
 VLM_INT_ROWS_BY_GROUP (, rows_q4_int, rows_q4, 1)
 
+/* Codes 0 .. 255 of 32 weights, in order. */
+static inline __m256i codes32 (const float *x, __m256 off, __m256 step, int levels)
+{
+    const __m256i zero = _mm256_setzero_si256 (), top = _mm256_set1_epi32 (levels);
+    __m256i c[4];
+    for (int i = 0; i < 4; i++) {
+        __m256 t = _mm256_div_ps (_mm256_sub_ps (_mm256_loadu_ps (x + 8 * i), off), step);
+        c[i] = _mm256_min_epi32 (_mm256_max_epi32 (_mm256_cvtps_epi32 (t), zero), top);
+    }
+    /* packs work within 128-bit lanes: the permute puts them in order */
+    __m256i all = _mm256_packus_epi16 (_mm256_packus_epi32 (c[0], c[1]),
+                                       _mm256_packus_epi32 (c[2], c[3]));
+    return _mm256_permutevar8x32_epi32 (all, _mm256_setr_epi32 (0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+void vlm_avx2_quantize (const float *x, int n, int bits, guint8 *q, guint16 *s, guint16 *o)
+{
+    if (n % 32) {
+        vlm_quantize_generic (x, n, bits, q, s, o);
+        return;
+    }
+    int levels = (1 << bits) - 1;
+    __m256 lo = _mm256_loadu_ps (x), hi = lo;
+    for (int j = 8; j < n; j += 8) {
+        __m256 v = _mm256_loadu_ps (x + j);
+        lo = _mm256_min_ps (v, lo);
+        hi = _mm256_max_ps (v, hi);
+    }
+    float l = vlm_avx2_hmin (lo), h = vlm_avx2_hmax (hi);
+    *s = vlm_f32_to_f16 ((h - l) / levels);
+    *o = vlm_f32_to_f16 (l);
+    float step = vlm_f16_to_f32 (*s);
+    if (!(step > 0)) /* q is zeroed: all codes 0 */
+        return;
+    __m256 off = _mm256_set1_ps (vlm_f16_to_f32 (*o)), st = _mm256_set1_ps (step);
+    for (int j = 0; j < n; j += 32) {
+        __m256i c = codes32 (x + j, off, st, levels);
+        if (bits == 8) {
+            _mm256_storeu_si256 ((__m256i *) (q + j), c);
+        } else { /* byte pairs as 16-bit words: low code | high code << 4 */
+            __m256i nib = _mm256_or_si256 (_mm256_and_si256 (c, _mm256_set1_epi16 (0x0f)),
+                                           _mm256_and_si256 (_mm256_srli_epi16 (c, 4),
+                                                             _mm256_set1_epi16 (0xf0)));
+            __m256i packed = _mm256_permute4x64_epi64 (_mm256_packus_epi16 (nib, nib), 0x08);
+            _mm_storeu_si128 ((__m128i *) (q + j / 2), _mm256_castsi256_si128 (packed));
+        }
+    }
+}
+
 const VlmKernels vlm_kernels_avx2 = {
     .name = "avx2",
     .rows = { rows_f32, rows_bf16, rows_f16, rows_q8_int, rows_q4_int },
@@ -560,4 +609,5 @@ const VlmKernels vlm_kernels_avx2 = {
     .gelu = gelu,
     .softmax = softmax,
     .norm = norm,
+    .quantize = vlm_avx2_quantize,
 };

@@ -362,6 +362,7 @@ const VlmKernels vlm_kernels_avx512 = {
     .gelu = gelu,
     .softmax = softmax,
     .norm = norm,
+    .quantize = vlm_avx2_quantize,
 };
 
 /* ---- AVX-512 VNNI: integer dot products for Q8/Q4 ----
@@ -610,4 +611,5 @@ const VlmKernels vlm_kernels_avx512_vnni = {
     .gelu = gelu,
     .softmax = softmax,
     .norm = norm,
+    .quantize = vlm_avx2_quantize,
 };

@@ -120,6 +120,29 @@ static void rows_quant (const VlmMatrix *w, const float *x, const float *xg,
     }
 }
 
+void vlm_quantize_generic (const float *x, int n, int bits, guint8 *q, guint16 *s, guint16 *o)
+{
+    int levels = (1 << bits) - 1;
+    float lo = x[0], hi = x[0];
+    for (int j = 0; j < n; j++) { /* not fminf: a libm call per weight */
+        lo = x[j] < lo ? x[j] : lo;
+        hi = x[j] > hi ? x[j] : hi;
+    }
+    /* Codes are computed against the rounded f16 scale and offset, so
+     * that dequantization reproduces them exactly. */
+    *s = vlm_f32_to_f16 ((hi - lo) / levels);
+    *o = vlm_f32_to_f16 (lo);
+    float step = vlm_f16_to_f32 (*s), off = vlm_f16_to_f32 (*o);
+    for (int j = 0; j < n; j++) {
+        int c = step > 0 ? (int) lrintf ((x[j] - off) / step) : 0;
+        c = CLAMP (c, 0, levels);
+        if (bits == 8)
+            q[j] = c;
+        else
+            q[j / 2] |= c << (4 * (j & 1));
+    }
+}
+
 void vlm_gelu_generic (float *x, const float *mul, gsize n)
 {
     for (gsize i = 0; i < n; i++) {
@@ -283,4 +306,5 @@ const VlmKernels vlm_kernels_generic = {
     .gelu = vlm_gelu_generic,
     .softmax = vlm_softmax_generic,
     .norm = vlm_norm_generic,
+    .quantize = vlm_quantize_generic,
 };

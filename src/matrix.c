@@ -337,7 +337,8 @@ void vlm_matrix_mul (VlmThreadPool *pool, const VlmMatrix *w, const float *x,
 }
 
 typedef struct {
-    const float *w;     /* rows r0 .. r0 + n */
+    const float *w;         /* rows r0 .. r0 + n as float32, or NULL: */
+    const VlmMatrix *src;   /* rows r0 .. r0 + n widened by the thread quantizing them */
     const VlmMatrix *m;
     int r0, n;
 } QuantJob;
@@ -346,38 +347,26 @@ static void quantize_part (int ith, int nth, gpointer data)
 {
     const QuantJob *j = data;
     const VlmMatrix *m = j->m;
-    int bits = m->type == VLM_MAT_Q8 ? 8 : 4, levels = (1 << bits) - 1;
-    int g = m->group, a, b;
+    VlmQuantizeFunc quantize = vlm_kernels_get ()->quantize;
+    int bits = m->type == VLM_MAT_Q8 ? 8 : 4, g = m->group, a, b;
+    float *widened = j->w ? NULL : g_new (float, m->cols);
     vlm_split (j->n, ith, nth, 1, &a, &b);
-    for (int r = j->r0 + a; r < j->r0 + b; r++)
+    for (int r = j->r0 + a; r < j->r0 + b; r++) {
+        const float *row = j->w ? j->w + (gsize) (r - j->r0) * m->cols : widened;
+        if (!j->w)
+            vlm_matrix_widen (j->src, r, 0, m->cols, widened);
         for (int p = 0; p < vlm_matrix_n_pieces (m); p++) {
             VlmMatrix v = vlm_matrix_piece (m, p);
-            const float *row = j->w + (gsize) (r - j->r0) * m->cols + p * m->piece_cols;
+            const float *x = row + p * m->piece_cols;
             guint8 *q = (guint8 *) v.data + r * v.row_bytes;
             guint16 *rs = (guint16 *) v.scales + (gsize) r * v.n_groups;
             guint16 *rb = (guint16 *) v.biases + (gsize) r * v.n_groups;
-            for (int k = 0; k < v.n_groups; k++) {
-                int j0 = k * g, j1 = MIN (v.cols, j0 + g);
-                float lo = row[j0], hi = row[j0];
-                for (int j = j0; j < j1; j++) { /* not fminf: a libm call per weight */
-                    lo = row[j] < lo ? row[j] : lo;
-                    hi = row[j] > hi ? row[j] : hi;
-                }
-                /* Codes are computed against the rounded f16 scale and
-                 * offset, so that dequantization reproduces them exactly. */
-                rs[k] = vlm_f32_to_f16 ((hi - lo) / levels);
-                rb[k] = vlm_f32_to_f16 (lo);
-                float s = vlm_f16_to_f32 (rs[k]), o = vlm_f16_to_f32 (rb[k]);
-                for (int j = j0; j < j1; j++) {
-                    int c = s > 0 ? (int) lrintf ((row[j] - o) / s) : 0;
-                    c = CLAMP (c, 0, levels);
-                    if (bits == 8)
-                        q[j] = c;
-                    else
-                        q[j / 2] |= c << (4 * (j & 1));
-                }
-            }
+            for (int k = 0; k < v.n_groups; k++)
+                quantize (x + k * g, MIN (g, v.cols - k * g), bits,
+                          q + code_bytes (m->type, k, g), rs + k, rb + k);
         }
+    }
+    g_free (widened);
 }
 
 /* Zeroed storage for a quantized matrix [rows, cols] in groups of group,
@@ -428,13 +417,24 @@ gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
     return layout_new (type, rows, cols, 32, m);
 }
 
+/* Loading a 3B model quantizes billions of weights: every core for the
+ * large slices. */
+static void quantize_job (QuantJob *job)
+{
+    VlmThreadPool *pool = (gsize) job->n * job->m->cols >= (1 << 20)
+                              ? vlm_thread_pool_new (g_get_num_processors ()) : NULL;
+    vlm_thread_pool_run (pool, quantize_part, job);
+    vlm_thread_pool_free (pool);
+}
+
 void vlm_matrix_quantize_rows (VlmMatrix *m, int r0, int n, const float *src)
 {
-    QuantJob job = { src, m, r0, n };
-    /* Loading a 3B model quantizes billions of weights: use every core
-     * for the large pieces. */
-    VlmThreadPool *pool = (gsize) n * m->cols >= (1 << 20)
-                              ? vlm_thread_pool_new (g_get_num_processors ()) : NULL;
-    vlm_thread_pool_run (pool, quantize_part, &job);
-    vlm_thread_pool_free (pool);
+    QuantJob job = { src, NULL, m, r0, n };
+    quantize_job (&job);
+}
+
+void vlm_matrix_quantize_from (VlmMatrix *m, int r0, int n, const VlmMatrix *src)
+{
+    QuantJob job = { NULL, src, m, r0, n };
+    quantize_job (&job);
 }

@@ -109,5 +109,8 @@ gpointer vlm_matrix_quantized_new (int rows, int cols, VlmMatType type,
 gpointer vlm_matrix_to_pieces (const VlmMatrix *src, VlmMatrix *dst);
 /* Quantize float32 rows src[n, cols] into rows r0 .. r0 + n of m. */
 void vlm_matrix_quantize_rows (VlmMatrix *m, int r0, int n, const float *src);
+/* The same from rows r0 .. r0 + n of float matrix src, widened a row at a
+ * time by the threads that quantize them. */
+void vlm_matrix_quantize_from (VlmMatrix *m, int r0, int n, const VlmMatrix *src);
 
 #endif

@@ -237,28 +237,29 @@ static VlmMatType float_mat_type (const VlmTensorInfo *t)
            : t->dtype == VLM_DTYPE_BF16 ? VLM_MAT_BF16 : VLM_MAT_F16;
 }
 
-/* Quantize a float tensor a slice of rows at a time, so that loading never
- * holds more than one slice as float32 beside the result. */
+/* Quantize a float tensor a slice of rows at a time, each slice's mapped
+ * pages released once done, so that loading never holds more than a
+ * slice of the tensor beside the result. */
 static void quantize (VlmWeights *w, const VlmTensorInfo *t, gint64 rows,
                       gint64 cols, VlmMatrix *m)
 {
     g_ptr_array_add (w->copies, vlm_matrix_quantized_new (rows, cols, w->quantize_to, m));
     gint64 slice = MAX (1, (1 << 22) / cols);
-    float *buf = g_new (float, slice * cols);
     gsize elem = vlm_dtype_size (t->dtype);
     /* the tensor as stored, widened a row at a time by the CPU's kernel
      * (element by element, it took a fifth of a Q4 load) */
     VlmMatrix src = { .type = float_mat_type (t), .rows = rows, .cols = cols, .data = t->data,
                       .row_bytes = cols * elem };
     gboolean aligned = (guintptr) t->data % elem == 0;
+    float *buf = aligned ? NULL : g_new (float, slice * cols);
     for (gint64 r = 0; r < rows; r += slice) {
         gint64 n = MIN (slice, rows - r);
-        if (aligned)
-            for (gint64 i = 0; i < n; i++)
-                vlm_matrix_widen (&src, r + i, 0, cols, buf + i * cols);
-        else
+        if (aligned) {
+            vlm_matrix_quantize_from (m, r, n, &src);
+        } else {
             convert (t, r * cols, n * cols, buf);
-        vlm_matrix_quantize_rows (m, r, n, buf);
+            vlm_matrix_quantize_rows (m, r, n, buf);
+        }
         release_pages (t->data + r * cols * elem, n * cols * elem);
     }
     g_free (buf);

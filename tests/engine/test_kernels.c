@@ -195,6 +195,40 @@ static void test_sets_agree (void)
     g_test_message ("%d kernel/format/size combinations agree", checked);
 }
 
+/* Every set quantizes a group as the generic code does: the same codes,
+ * scales and offsets (an offset of -0 and one of +0 are the same), for
+ * groups of 32 and 64, a ragged last group, constant groups (scale 0),
+ * tiny and large ranges, zeros of both signs. */
+static void test_quantize_sets_agree (void)
+{
+    const VlmKernels *sets[] = { &vlm_kernels_avx2, &vlm_kernels_avx512,
+                                 &vlm_kernels_avx512_vnni };
+    const int lengths[] = { 32, 64, 7, 31, 33, 48 };
+    const float scales[] = { 1.0f, 1e-6f, 3e4f, 0.0f };
+    int checked = 0;
+    for (guint s = 0; s < G_N_ELEMENTS (sets); s++) {
+        if (!cpu_runs (sets[s]))
+            continue;
+        for (int trial = 0; trial < 400; trial++) {
+            int n = lengths[trial % G_N_ELEMENTS (lengths)], bits = trial % 2 ? 4 : 8;
+            float x[64], scale = scales[trial / 2 % G_N_ELEMENTS (scales)];
+            for (int j = 0; j < n; j++)
+                x[j] = scale == 0 ? (trial % 3 ? 0.5f : (j % 2 ? -0.0f : 0.0f))
+                                  : rnd () * scale + (trial % 5 ? 0 : 2 * scale);
+            guint8 want[64] = { 0 }, got[64] = { 0 };
+            guint16 ws, wo, gs, go;
+            vlm_quantize_generic (x, n, bits, want, &ws, &wo);
+            sets[s]->quantize (x, n, bits, got, &gs, &go);
+            if (memcmp (want, got, sizeof want) || ws != gs ||
+                vlm_f16_to_f32 (wo) != vlm_f16_to_f32 (go))
+                g_error ("%s: %d weights to %d bits (trial %d): codes, scale or offset differ "
+                         "from the generic set's", sets[s]->name, n, bits, trial);
+            checked++;
+        }
+    }
+    g_test_message ("%d groups checked", checked);
+}
+
 static void test_quantize_roundtrip (void)
 {
     int rows = 7, cols = 4304; /* SigLIP's MLP width: not a multiple of 32 */
@@ -673,6 +707,7 @@ int main (int argc, char **argv)
     g_test_init (&argc, &argv, NULL);
     g_test_add_func ("/kernels/sets-agree", test_sets_agree);
     g_test_add_func ("/kernels/quantize-roundtrip", test_quantize_roundtrip);
+    g_test_add_func ("/kernels/quantize-sets-agree", test_quantize_sets_agree);
     g_test_add_func ("/kernels/gemm-matches-gemv", test_gemm_matches_gemv);
     g_test_add_func ("/kernels/f16-conversion", test_f16_conversion);
     g_test_add_func ("/kernels/norms", test_norms);
