@@ -125,7 +125,7 @@ void vlm_avx2_x_codes (const float *row, int K, int Kp, gboolean int8, void *q, 
             sum = _mm256_add_ps (sum, v[i]);
         }
         float m = vlm_avx2_hmax (amax);
-        __m256 sc = _mm256_set1_ps (m > 0 ? range / m : 0.0f);
+        __m256 sc = _mm256_set1_ps (m >= VLM_X_TINY ? range / m : 0.0f);
         __m256i c[4];
         for (int i = 0; i < 4; i++)
             c[i] = _mm256_cvtps_epi32 (_mm256_mul_ps (v[i], sc));

@@ -153,7 +153,7 @@ static void row_to_int (const float *row, int K, int Kp, gboolean int8, guint32 
                        : K > k + 16 ? (__mmask16) ((1u << (K - k - 16)) - 1) : 0;
         __m512 a = _mm512_maskz_loadu_ps (m0, row + k), b = _mm512_maskz_loadu_ps (m1, row + k + 16);
         float amax = _mm512_reduce_max_ps (_mm512_max_ps (_mm512_abs_ps (a), _mm512_abs_ps (b)));
-        __m512 sc = _mm512_set1_ps (amax > 0 ? range / amax : 0.0f);
+        __m512 sc = _mm512_set1_ps (amax >= VLM_X_TINY ? range / amax : 0.0f);
         __m512i ia = _mm512_cvtps_epi32 (_mm512_mul_ps (a, sc));
         __m512i ib = _mm512_cvtps_epi32 (_mm512_mul_ps (b, sc));
         if (int8)

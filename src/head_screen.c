@@ -8,21 +8,29 @@
  * - e_r, W's row kernel: |e_r - w.x| <= gamma N ||x||, N = ||w||, with
  *   gamma = 2 K u (twice the dot product's worst case in any order of
  *   summation, with or without FMA);
- * - a_r, the copy's row kernel, which takes x as xq within
- *   X ||x|| of x, X = sqrt (32) / (127 * 128): Q8 products made at load
- *   (fast_dot) take each x within max |x| of its 32 / (127 * 128) (two
- *   int8 parts or int16 codes, kernels.h), float32 kernels take x as it is.
- *   Every set's quantized rows sum c xq within a group (in integers, or
- *   in floats over at most 64 terms), then add s_g times that and o_g
- *   times the group's float sum of x over the groups: at most K / 32 + 70
- *   roundings deep, so within gamma' A ||x|| (1 + X), gamma' = 2 (K / 32 +
- *   70) u, A = the 2-norm of (255 |s_g| + |o_g|) over the row's columns,
- *   which bounds |s_g c| + |o_g|.
- * Then |a_r - e_r| <= |a_r - q.xq| + |q.xq - q.x| + |q.x - w.x| + |w.x - e_r|
- *   <= ||x|| (gamma' A (1 + X) + (N + E) X + E + gamma N) = C_r ||x||,
- * E = ||w - q||, computed from q widened to floats (each within 2 u
- * (|s_g c| + |o_g|) of its real value: 2 u A more). C_r is rounded up and
- * kept per row.
+ * - a_r, the copy's row kernel. Every set's Q8 rows compute
+ *   sum_g s_g sum_j c_j xq_j + o_g xg_g, xg_g the float sum of x over
+ *   group g and xq x as the kernel takes it: float32 kernels x itself,
+ *   integer ones (fast_dot) each x_j within 1.01 m / (127 * 256) of it, m
+ *   the largest |x| of its subgroup of 32 (two int8 parts: a residual of
+ *   at most 1/256 of a step m / 127, l clamped to 127 for r up to 128,
+ *   the 1% for rounding x / dx; int16 codes: half a step m / 32767;
+ *   kernels.h), so ||xq - x|| <= X ||x||, X = 1.01 sqrt (32) / (127 *
+ *   256). The real value of that sum is q.x + sum s_g c_j (xq_j - x_j),
+ *   within D X ||x|| of q.x, D = the 2-norm of (s_g c_j) over the row.
+ *   Its rounding: the c xq sums are exact in integers, or float over at
+ *   most 64 terms, then s_g times that plus o_g xg_g accumulate over the
+ *   groups: at most K / 32 + 70 roundings deep, so within gamma' A ||x||
+ *   (1 + X), gamma' = 2 (K / 32 + 70) u, A = the 2-norm of (255 |s_g| +
+ *   |o_g|) over the row's columns, which bounds |s_g c| + |o_g|.
+ * Then |a_r - e_r| <= |a_r - q.x| + |q.x - w.x| + |w.x - e_r|
+ *   <= ||x|| (gamma' A (1 + X) + D X + E + gamma N) = C_r ||x||,
+ * E = ||w - q||, with D and E computed from q widened to floats (each
+ * within 2 u (|s_g c| + |o_g|) of its real value: 2 u A more each). C_r is
+ * rounded up and kept per row. x with ||x|| < 1e-20 takes the whole
+ * product: the integer products take subgroups below VLM_X_TINY (1e-30)
+ * as zero, an error below sqrt (K) 1e-30 that the 1% in X covers only
+ * above that, and underflow's absolute errors stay negligible there too.
  * The screen. With lo_r = a_r - C_r ||x|| and hi_r = a_r + C_r ||x||, the
  * largest e_r is at a row with hi_r >= L = max lo_r (L <= the e_r of L's row
  * <= the largest e_r <= the hi_r of the largest's row). Those rows' blocks
@@ -47,20 +55,17 @@ struct _VlmHeadScreen {
     float *bound;        /* [rows] C_r */
 };
 
-/* (255 |s| + |o|)^2 summed over the columns of row r of quantized m. */
-static double params_sq (const VlmMatrix *m, int r)
+/* The scale s[G] and offset o[G] of each group G of row r of quantized m,
+ * across its pieces. */
+static void row_params (const VlmMatrix *m, int r, float *s, float *o)
 {
-    double sum = 0;
-    for (int p = 0; p < vlm_matrix_n_pieces (m); p++) {
+    for (int p = 0, G = 0; p < vlm_matrix_n_pieces (m); p++) {
         VlmMatrix v = vlm_matrix_piece (m, p);
-        for (int k = 0; k < v.n_groups; k++) {
-            gsize at = (gsize) r * v.n_groups + k;
-            double t = 255 * fabs (vlm_f16_to_f32 (v.scales[at])) +
-                       fabs (vlm_f16_to_f32 (v.biases[at]));
-            sum += t * t * MIN (v.group, v.cols - k * v.group);
+        for (int k = 0; k < v.n_groups; k++, G++) {
+            s[G] = vlm_f16_to_f32 (v.scales[(gsize) r * v.n_groups + k]);
+            o[G] = vlm_f16_to_f32 (v.biases[(gsize) r * v.n_groups + k]);
         }
     }
-    return sum;
 }
 
 typedef struct {
@@ -75,9 +80,11 @@ static void build_part (int ith, int nth, gpointer data)
     VlmHeadScreen *s = j->s;
     int K = j->w->cols, a, b;
     int chunk = MAX (1, (1 << 18) / K); /* quantized here, not on a pool of its own */
+    int G = s->q.n_groups, g = s->q.group;
     float *wrows = g_new (float, (gsize) chunk * K), *qrow = g_new (float, K);
+    float *sc = g_new (float, G), *of = g_new (float, G);
     const double u = 1.0 / (1 << 24), gamma = 2.0 * K * u, gamma_q = 2.0 * (K / 32 + 70) * u,
-                 X = sqrt (32.0) / (127 * 128);
+                 X = 1.01 * sqrt (32.0) / (127 * 256);
     vlm_split (j->w->rows, ith, nth, 1, &a, &b);
     for (int r0 = a; r0 < b; r0 += chunk) {
         int n = MIN (chunk, b - r0);
@@ -86,22 +93,34 @@ static void build_part (int ith, int nth, gpointer data)
         for (int i = 0; i < n; i++) {
             const float *w = wrows + (gsize) i * K;
             vlm_matrix_widen (&s->q, r0 + i, 0, K, qrow);
-            /* four running sums each: one would wait on each addition */
-            double ww[4] = { 0 }, ee[4] = { 0 };
-            for (int k = 0; k < K; k++) {
-                double d = (double) w[k] - qrow[k];
-                ww[k & 3] += (double) w[k] * w[k];
-                ee[k & 3] += d * d;
+            row_params (&s->q, r0 + i, sc, of);
+            double ww = 0, ee = 0, dd = 0, aa = 0;
+            for (int k = 0; k < G; k++) {
+                double t = 255 * fabs (sc[k]) + fabs (of[k]);
+                /* four running sums each: one would wait on each addition */
+                double sw[4] = { 0 }, se[4] = { 0 }, sd[4] = { 0 };
+                int j1 = MIN (K, (k + 1) * g);
+                for (int c = k * g; c < j1; c++) {
+                    double e = (double) w[c] - qrow[c], d = (double) qrow[c] - of[k];
+                    sw[c & 3] += (double) w[c] * w[c];
+                    se[c & 3] += e * e;
+                    sd[c & 3] += d * d;
+                }
+                ww += sw[0] + sw[1] + sw[2] + sw[3];
+                ee += se[0] + se[1] + se[2] + se[3];
+                dd += sd[0] + sd[1] + sd[2] + sd[3];
+                aa += t * t * (j1 - k * g);
             }
-            double N = sqrt (ww[0] + ww[1] + ww[2] + ww[3]);
-            double A = sqrt (params_sq (&s->q, r0 + i));
-            double E = sqrt (ee[0] + ee[1] + ee[2] + ee[3]) + 2 * u * A;
-            double C = gamma_q * A * (1 + X) + (N + E) * X + E + gamma * N;
+            double N = sqrt (ww), A = sqrt (aa);
+            double E = sqrt (ee) + 2 * u * A, D = sqrt (dd) + 2 * u * A;
+            double C = gamma_q * A * (1 + X) + D * X + E + gamma * N;
             s->bound[r0 + i] = (float) (C * (1 + 1.0 / (1 << 20)));
             if (!isfinite (s->bound[r0 + i]))
                 j->finite = FALSE;
         }
     }
+    g_free (sc);
+    g_free (of);
     g_free (wrows);
     g_free (qrow);
 }
@@ -170,7 +189,7 @@ guint32 vlm_head_screen_argmax (const VlmHeadScreen *s, const VlmMatrix *w, VlmT
     for (int k = 0; k < K; k++)
         xx += (double) x[k] * x[k];
     double xn = sqrt (xx) * (1 + 1e-9);
-    if (!isfinite (xn))
+    if (!isfinite (xn) || xn < 1e-20)
         return argmax_whole (w, pool, x, softcap, n_exact);
 
     float *a = g_new (float, V);

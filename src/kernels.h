@@ -211,6 +211,11 @@ typedef struct {
  * the products' magnitudes, against 5e-8 with 254). */
 #define VLM_INT_RESIDUAL(third) ((third) ? 254.0f : 256.0f)
 
+/* Subgroups of x whose largest magnitude is below this are taken as zero
+ * by the integer products (codes 0; their exact sums still go to the
+ * offset term): a scale of range / max overflows from about 1e-34 down. */
+#define VLM_X_TINY 1e-30f
+
 /* x[0 .. K) as codes (int16 or int8) q[Kp] (zero past K; Kp a multiple
  * of 32): per subgroup g of 32 columns x ~ step * code with codes within
  * +-32767 or +-127, the step to dx[stride g] and the exact sum to

@@ -234,7 +234,7 @@ VlmIntX *vlm_int_x_new (const VlmMatrix *w, const float *x, int range,
         float m = 0;
         for (int i = 0; i < 32; i++)
             m = MAX (m, fabsf (x[s * 32 + i]));
-        float dx = m > 0 ? m / range : 1.0f;
+        float dx = m >= VLM_X_TINY ? m / range : 1.0f;
         /* where element i of subgroup s goes: Q4 subgroups in blocks of
          * B (B = q4_block for whole blocks, else 1) as the B subgroups'
          * even elements, then their odd ones */

@@ -4,7 +4,10 @@
  * of every type, rows of up to and over VLM_SHORT_ROW columns and ragged
  * sizes, with and without soft-capping; near-ties the 8-bit copy cannot
  * order (rows a thousandth apart), exact ties (the first row wins), NaN
- * activations. And it does screen: most products read few rows. */
+ * activations; where the bound is tight (x along a row's quantization
+ * error, or rounded by the integer products all one way), with both
+ * choices of the VNNI set's Q8 rows. And it does screen: most products
+ * read few rows. */
 #include "head_screen.h"
 #include "kernels.h"
 #include "ops.h"
@@ -113,39 +116,70 @@ static void test_matches_whole (void)
     vlm_thread_pool_free (pool);
 }
 
-/* The bound holds where it is tightest: x along a row's own quantization
- * error, either way, and close to it (so a bound 20% smaller fails). */
-static void check_bound (VlmThreadPool *pool, int V, int K)
+/* x against row r of m and its copy (vlm_head_screen_copy) where the
+ * bound is tightest: along the row's quantization error w - q (kind 0,
+ * times sign), or where the integer products' rounding of x adds up: in
+ * each subgroup of 32 one x of 1 and the rest just under half a step of
+ * the int16 codes (kind 1) or of two int8 parts (kind 2), all rounded
+ * down, against rows whose codes s c are all large. */
+static void adversarial_x (const VlmMatrix *m, const VlmMatrix *copy, int r, int kind, int sign,
+                           float *x, float *q)
 {
-    float *w = g_new (float, (gsize) V * K), *x = g_new (float, K), *q = g_new (float, K);
+    int K = m->cols;
+    if (kind == 0) {
+        vlm_matrix_get_row (m, r, x);
+        vlm_matrix_get_row (copy, r, q);
+        for (int k = 0; k < K; k++)
+            x[k] = sign * 3 * (x[k] - q[k]);
+        return;
+    }
+    float frac = kind == 1 ? 0.4999f / 32767 : 0.4999f / 127;
+    for (int k = 0; k < K; k++)
+        x[k] = k % 32 ? frac : -1.0f;
+}
+
+/* Rows 0 .. V / 2 random; the rest a negative weight leading each group
+ * of zeros, so that every zero has the largest code (s c = -o). */
+static float *bound_rows (int V, int K)
+{
+    float *w = g_new0 (float, (gsize) V * K);
+    for (int r = 0; r < V; r++)
+        for (int k = 0; k < K; k++)
+            w[(gsize) r * K + k] = r < V / 2 ? rnd () * (k % 7 ? 1.0f : 5.0f)
+                                 : k % 32 ? 0.0f : -0.5f - 0.25f * (rnd () + 1);
+    return w;
+}
+
+/* The bound holds where it is tightest, and is close to what the products
+ * reach there (so a bound 20% smaller fails): returns the largest ratio
+ * of the products' difference to the bound. */
+static double check_bound (VlmThreadPool *pool, int V, int K)
+{
+    float *w = bound_rows (V, K), *x = g_new (float, K), *q = g_new (float, K);
     float *a = g_new (float, V), *e = g_new (float, V);
-    for (gsize i = 0; i < (gsize) V * K; i++)
-        w[i] = rnd () * (i % 7 ? 1.0f : 5.0f);
+    double worst = 0;
     for (VlmMatType type = VLM_MAT_F32; type <= VLM_MAT_F16; type++) {
         gpointer keep;
         VlmMatrix m = make (type, w, V, K, &keep);
         VlmHeadScreen *s = vlm_head_screen_new (&m, pool);
-        double worst = 0;
+        const VlmMatrix *copy = vlm_head_screen_copy (s);
         for (int r = 0; r < V; r++)
-            for (int sign = -1; sign <= 1; sign += 2) {
-                vlm_matrix_get_row (&m, r, x);
-                vlm_matrix_get_row (vlm_head_screen_copy (s), r, q);
-                double xx = 0;
-                for (int k = 0; k < K; k++) {
-                    x[k] = sign * 3 * (x[k] - q[k]);
-                    xx += (double) x[k] * x[k];
+            for (int kind = 0; kind < 3; kind++)
+                for (int sign = -1; sign <= 1; sign += 2) {
+                    adversarial_x (&m, copy, r, kind, sign, x, q);
+                    double xx = 0;
+                    for (int k = 0; k < K; k++)
+                        xx += (double) x[k] * x[k];
+                    vlm_matrix_mul (pool, copy, x, 1, NULL, a);
+                    vlm_matrix_mul (pool, &m, x, 1, NULL, e);
+                    double diff = fabs ((double) a[r] - e[r]);
+                    double bound = vlm_head_screen_bound (s, r) * sqrt (xx);
+                    if (diff > bound)
+                        g_error ("%s %dx%d row %d, x of kind %d: the copy's product is %g "
+                                 "from the head's, beyond its bound %g",
+                                 vlm_mat_type_name (type), V, K, r, kind, diff, bound);
+                    worst = MAX (worst, diff / bound);
                 }
-                vlm_matrix_mul (pool, vlm_head_screen_copy (s), x, 1, NULL, a);
-                vlm_matrix_mul (pool, &m, x, 1, NULL, e);
-                double ratio = fabs ((double) a[r] - e[r]) /
-                               (vlm_head_screen_bound (s, r) * sqrt (xx));
-                if (ratio > 1)
-                    g_error ("%s %dx%d row %d: the copy's product is %g from the head's, "
-                             "beyond its bound %g", vlm_mat_type_name (type), V, K, r,
-                             fabs ((double) a[r] - e[r]), vlm_head_screen_bound (s, r) * sqrt (xx));
-                worst = MAX (worst, ratio);
-            }
-        g_assert_cmpfloat (worst, >, 0.8);
         vlm_head_screen_free (s);
         g_free (keep);
     }
@@ -154,14 +188,101 @@ static void check_bound (VlmThreadPool *pool, int V, int K)
     g_free (q);
     g_free (a);
     g_free (e);
+    return worst;
 }
 
 static void test_bound (void)
 {
     VlmThreadPool *pool = vlm_thread_pool_new (2);
-    check_bound (pool, 64, 2048);
-    check_bound (pool, 64, 4608);
-    check_bound (pool, 67, 100);
+    const int shapes[][2] = { { 64, 2048 }, { 64, 4608 }, { 67, 100 } };
+    for (guint i = 0; i < G_N_ELEMENTS (shapes); i++) {
+        double worst = check_bound (pool, shapes[i][0], shapes[i][1]);
+        g_test_message ("%dx%d: the products come within %.3f of the bound",
+                        shapes[i][0], shapes[i][1], worst);
+        g_assert_cmpfloat (worst, >, 0.8);
+    }
+    vlm_thread_pool_free (pool);
+}
+
+/* Where the bound is tight the screen still gives the whole product's
+ * token: row 0 is 0 on x exactly but its copy's product falls below the
+ * others' by the integer rounding of x (kinds 1 and 2 above), every other
+ * row is slightly negative, row 16 least. */
+static void test_tight_rows (void)
+{
+    int V = 128, K = 32;
+    float w[128 * 32] = { 0 }, x[32];
+    for (int r = 1; r < V; r++)
+        w[r * K + 1] = r == 16 ? -1e-6f : -1e-3f;
+    w[0] = -255.0f / 256;
+    for (VlmMatType type = VLM_MAT_F32; type <= VLM_MAT_F16; type++) {
+        gpointer keep;
+        VlmMatrix m = make (type, w, V, K, &keep);
+        VlmHeadScreen *s = vlm_head_screen_new (&m, NULL);
+        for (int kind = 1; kind < 3; kind++) {
+            float frac = kind == 1 ? 0.4999f / 32767 : 0.4999f / 127;
+            x[0] = 0;
+            x[1] = 1;
+            for (int k = 2; k < K; k++)
+                x[k] = frac;
+            g_assert_cmpuint (whole (&m, NULL, x, 0), ==, 0);
+            g_assert_cmpuint (vlm_head_screen_argmax (s, &m, NULL, x, 0, NULL), ==, 0);
+        }
+        vlm_head_screen_free (s);
+        g_free (keep);
+    }
+}
+
+/* x so small that the integer products' scales would overflow, or its
+ * norm below what the bound covers: the whole product's token. */
+static void test_tiny_x (void)
+{
+    int V = 256, K = 64;
+    float *w = bound_rows (V, K), x[64];
+    gpointer keep;
+    VlmMatrix m = make (VLM_MAT_BF16, w, V, K, &keep);
+    VlmHeadScreen *s = vlm_head_screen_new (&m, NULL);
+    for (int t = 0; t < 20; t++) {
+        float scale = t % 2 ? 1e-35f : 1e-21f;
+        for (int k = 0; k < K; k++)
+            x[k] = w[(gsize) (t * 7 % V) * K + k] * scale * (1 + 0.01f * rnd ());
+        int n_exact;
+        g_assert_cmpuint (vlm_head_screen_argmax (s, &m, NULL, x, 0, &n_exact), ==,
+                          whole (&m, NULL, x, 0));
+    }
+    vlm_head_screen_free (s);
+    g_free (keep);
+    g_free (w);
+}
+
+/* vlm_matrix_mul_rows on an aligned block gives the same floats as the
+ * whole product, rows taken four at a time (over VLM_SHORT_ROW) included. */
+static void test_mul_rows_bitwise (void)
+{
+    VlmThreadPool *pool = vlm_thread_pool_new (2);
+    const int shapes[][2] = { { 333, 4101 }, { 1000, 2048 }, { 77, 100 } };
+    for (guint i = 0; i < G_N_ELEMENTS (shapes); i++) {
+        int V = shapes[i][0], K = shapes[i][1];
+        float *w = g_new (float, (gsize) V * K), *x = g_new (float, K);
+        float *y = g_new (float, V), *z = g_new (float, V);
+        for (gsize k = 0; k < (gsize) V * K; k++)
+            w[k] = rnd ();
+        for (int k = 0; k < K; k++)
+            x[k] = rnd ();
+        for (VlmMatType type = VLM_MAT_F32; type <= VLM_MAT_F16; type++) {
+            gpointer keep;
+            VlmMatrix m = make (type, w, V, K, &keep);
+            vlm_matrix_mul (pool, &m, x, 1, NULL, y);
+            for (int r0 = 0; r0 < V; r0 += VLM_GEMV_ALIGN)
+                vlm_matrix_mul_rows (&m, x, z, r0, MIN (V, r0 + VLM_GEMV_ALIGN));
+            g_assert_cmpmem (y, V * sizeof (float), z, V * sizeof (float));
+            g_free (keep);
+        }
+        g_free (w);
+        g_free (x);
+        g_free (y);
+        g_free (z);
+    }
     vlm_thread_pool_free (pool);
 }
 
@@ -185,11 +306,36 @@ static void test_non_finite_weights_have_none (void)
     g_free (keep);
 }
 
+/* Each test again with the other choice of the VNNI set's Q8 rows
+ * (vlm_tuning.q8_rows_vnni: two int8 parts of x, or int16 codes), which
+ * the CPU's model makes. */
+static void with_other_q8_rows (gconstpointer test)
+{
+    vlm_tuning.q8_rows_vnni = !vlm_tuning.q8_rows_vnni;
+    ((void (*) (void)) test) ();
+    vlm_tuning.q8_rows_vnni = !vlm_tuning.q8_rows_vnni;
+}
+
 int main (int argc, char **argv)
 {
     g_test_init (&argc, &argv, NULL);
-    g_test_add_func ("/head-screen/bound", test_bound);
-    g_test_add_func ("/head-screen/matches-whole", test_matches_whole);
+    vlm_kernels_get (); /* the tuning is set with the kernels, then flipped per test */
+    const struct {
+        const char *name;
+        void (*func) (void);
+    } tests[] = {
+        { "bound", test_bound },
+        { "tight-rows", test_tight_rows },
+        { "tiny-x", test_tiny_x },
+        { "mul-rows-bitwise", test_mul_rows_bitwise },
+        { "matches-whole", test_matches_whole },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (tests); i++) {
+        g_autofree char *path = g_strdup_printf ("/head-screen/%s", tests[i].name);
+        g_autofree char *other = g_strdup_printf ("/head-screen/%s/other-q8-rows", tests[i].name);
+        g_test_add_func (path, tests[i].func);
+        g_test_add_data_func (other, (gconstpointer) tests[i].func, with_other_q8_rows);
+    }
     g_test_add_func ("/head-screen/quantized-heads-have-none", test_quantized_heads_have_none);
     g_test_add_func ("/head-screen/non-finite-weights-have-none",
                      test_non_finite_weights_have_none);
