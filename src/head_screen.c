@@ -225,9 +225,11 @@ guint32 vlm_head_screen_argmax (const VlmHeadScreen *s, const VlmMatrix *w, VlmT
         return argmax_whole (w, pool, x, softcap, n_exact);
     }
     guint32 best = 0;
+    int n_rows = 0;
     for (int i = 0; i < n_kept; i++) {
         int r0 = kept[i] * VLM_GEMV_ALIGN, r1 = MIN (V, r0 + VLM_GEMV_ALIGN);
         vlm_matrix_mul_rows (w, x, a, r0, r1); /* the exact values over the copy's */
+        n_rows += r1 - r0;
         if (softcap > 0)
             vlm_ops_softcap (a + r0, r1 - r0, softcap);
         for (int r = r0; r < r1; r++)
@@ -235,7 +237,7 @@ guint32 vlm_head_screen_argmax (const VlmHeadScreen *s, const VlmMatrix *w, VlmT
                 best = r;
     }
     if (n_exact)
-        *n_exact = n_kept * VLM_GEMV_ALIGN;
+        *n_exact = n_rows;
     g_free (a);
     g_free (kept);
     return best;

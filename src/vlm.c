@@ -440,16 +440,18 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
     vlm_decoder_forward (dc, &m->decoder, s->pool, &s->cache, x, L, TRUE, out, trace);
     /* Greedy decoding needs the logits only when someone reads them. */
     gboolean greedy = params->temperature <= 0.0f && !trace;
-    g_autofree float *logits = greedy ? NULL : g_new (float, dc->vocab_rows);
+    g_autofree float *logits = greedy && !params->want_logits
+                                   ? NULL : g_new (float, dc->vocab_rows);
+    if (logits)
+        vlm_decoder_logits (dc, &m->decoder, s->pool, out, logits);
     if (params->want_logits) {
-        r->prefill_logits = g_new (float, dc->vocab_rows);
+        r->prefill_logits = g_memdup2 (logits, dc->vocab_rows * sizeof (float));
         r->n_logits = dc->vocab_rows;
-        vlm_decoder_logits (dc, &m->decoder, s->pool, out, r->prefill_logits);
     }
     guint32 first = 0;
     if (greedy && params->max_new_tokens > 0)
-        first = params->want_logits ? vlm_sampler_argmax (r->prefill_logits, r->n_logits)
-                                    : vlm_decoder_greedy (dc, &m->decoder, s->pool, out);
+        first = logits ? vlm_sampler_argmax (logits, dc->vocab_rows)
+                       : vlm_decoder_greedy (dc, &m->decoder, s->pool, out);
     r->stats.prefill_ms = ms_since (t);
 
     /* Decode. */
@@ -472,12 +474,13 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
                 return NULL;
             vlm_decoder_forward (dc, &m->decoder, s->pool, &s->cache, x, 1,
                                  FALSE, out, NULL);
+            if (!greedy)
+                vlm_decoder_logits (dc, &m->decoder, s->pool, out, logits);
         }
         guint32 id;
         if (greedy) {
             id = r->n_tokens > 0 ? vlm_decoder_greedy (dc, &m->decoder, s->pool, out) : first;
         } else {
-            vlm_decoder_logits (dc, &m->decoder, s->pool, out, logits);
             id = vlm_sampler_sample (&sampler, logits, dc->vocab_rows, probs, order);
             vlm_trace (trace, "step_logits", logits, 1, dc->vocab_rows);
         }
