@@ -205,32 +205,40 @@ static void test_bound (void)
 }
 
 /* Where the bound is tight the screen still gives the whole product's
- * token: row 0 is 0 on x exactly but its copy's product falls below the
- * others' by the integer rounding of x (kinds 1 and 2 above), every other
- * row is slightly negative, row 16 least. */
+ * token. Row 0 leads a group of zeros with -255/256: its copy's product
+ * falls below its own by the integer rounding of x (kinds 1 and 2 above).
+ * Against it, either every other row slightly negative on x (row 16
+ * least), or row 16 likewise made in the next group, 1e-4 below row 0 on
+ * x but its copy's product above its own by as much as row 0's is below
+ * (so the rows left must reach down to the largest lower bound, not the
+ * largest copy's product). */
 static void test_tight_rows (void)
 {
-    int V = 128, K = 32;
-    float w[128 * 32] = { 0 }, x[32];
-    for (int r = 1; r < V; r++)
-        w[r * K + 1] = r == 16 ? -1e-6f : -1e-3f;
-    w[0] = -255.0f / 256;
-    for (VlmMatType type = VLM_MAT_F32; type <= VLM_MAT_F16; type++) {
-        gpointer keep;
-        VlmMatrix m = make (type, w, V, K, &keep);
-        VlmHeadScreen *s = vlm_head_screen_new (&m, NULL);
-        for (int kind = 1; kind < 3; kind++) {
-            float frac = kind == 1 ? 0.4999f / 32767 : 0.4999f / 127;
-            x[0] = 0;
-            x[1] = 1;
-            for (int k = 2; k < K; k++)
-                x[k] = frac;
-            g_assert_cmpuint (whole (&m, NULL, x, 0), ==, 0);
-            g_assert_cmpuint (vlm_head_screen_argmax (s, &m, NULL, x, 0, NULL), ==, 0);
+    int V = 128, K = 64;
+    float w[128 * 64], x[64];
+    for (int c = 0; c < 2; c++)
+        for (VlmMatType type = VLM_MAT_F32; type <= VLM_MAT_F16; type++) {
+            memset (w, 0, sizeof w);
+            for (int r = 1; r < V && c == 0; r++)
+                w[r * K + 1] = r == 16 ? -1e-6f : -1e-3f;
+            w[0] = -255.0f / 256;
+            if (c == 1)
+                w[16 * K + 32] = -255.0f / 256;
+            gpointer keep;
+            VlmMatrix m = make (type, w, V, K, &keep);
+            VlmHeadScreen *s = vlm_head_screen_new (&m, NULL);
+            for (int kind = 1; kind < 3; kind++) {
+                float frac = kind == 1 ? 0.4999f / 32767 : 0.4999f / 127, m1 = 1 - 1e-4f;
+                for (int k = 0; k < 32; k++)
+                    x[k] = c == 0 ? (k == 1 ? 1 : k ? frac : 0) : (k ? frac : -1);
+                for (int k = 32; k < K; k++)
+                    x[k] = c == 0 ? 0 : (k > 32 ? -frac * m1 : -m1);
+                g_assert_cmpuint (whole (&m, NULL, x, 0), ==, 0);
+                g_assert_cmpuint (vlm_head_screen_argmax (s, &m, NULL, x, 0, NULL), ==, 0);
+            }
+            vlm_head_screen_free (s);
+            g_free (keep);
         }
-        vlm_head_screen_free (s);
-        g_free (keep);
-    }
 }
 
 /* x so small that the integer products' scales would overflow, or its
