@@ -184,6 +184,8 @@ static guint32 argmax_whole (const VlmMatrix *w, VlmThreadPool *pool, const floa
 guint32 vlm_head_screen_argmax (const VlmHeadScreen *s, const VlmMatrix *w, VlmThreadPool *pool,
                                 const float *x, float softcap, int *n_exact)
 {
+    if (!s)
+        return argmax_whole (w, pool, x, softcap, n_exact);
     int V = w->rows, K = w->cols;
     double xx = 0;
     for (int k = 0; k < K; k++)

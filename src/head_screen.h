@@ -31,7 +31,8 @@ const VlmMatrix *vlm_head_screen_copy (const VlmHeadScreen *s);
 float vlm_head_screen_bound (const VlmHeadScreen *s, int r);
 
 /* The first r with the largest y[r] of y = W x, soft-capped by
- * softcap (c tanh (y / c); 0: none) as vlm_ops_softcap does. If n_exact
+ * softcap (c tanh (y / c); 0: none) as vlm_ops_softcap does; s may be
+ * NULL (no screen: the whole product). If n_exact
  * is given, the number of rows multiplied exactly goes there (all of
  * them when the screen fell back to the whole product). */
 guint32 vlm_head_screen_argmax (const VlmHeadScreen *s, const VlmMatrix *w, VlmThreadPool *pool,

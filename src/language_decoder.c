@@ -7,7 +7,6 @@
 
 #include "head_screen.h"
 #include "ops.h"
-#include "sampler.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -127,12 +126,6 @@ void vlm_decoder_logits (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
 guint32 vlm_decoder_greedy (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
                             VlmThreadPool *pool, const float *out)
 {
-    if (w->head_screen)
-        return vlm_head_screen_argmax (w->head_screen, &w->lm_head, pool, out,
-                                       c->final_softcap, NULL);
-    float *logits = g_new (float, c->vocab_rows);
-    vlm_decoder_logits (c, w, pool, out, logits);
-    guint32 best = vlm_sampler_argmax (logits, c->vocab_rows);
-    g_free (logits);
-    return best;
+    return vlm_head_screen_argmax (w->head_screen, &w->lm_head, pool, out, c->final_softcap,
+                                   NULL);
 }

@@ -82,6 +82,7 @@ static void check_shape (VlmThreadPool *pool, int V, int K)
                 int n_exact;
                 guint32 got = vlm_head_screen_argmax (s, &m, pool, x, cap, &n_exact);
                 guint32 want = whole (&m, pool, x, cap);
+                g_assert_cmpuint (vlm_head_screen_argmax (NULL, &m, pool, x, cap, NULL), ==, want);
                 if (got != want)
                     g_error ("%s %dx%d, trial %d, cap %g: screen chose row %u, the whole "
                              "product %u", vlm_mat_type_name (type), V, K, t, cap, got, want);
