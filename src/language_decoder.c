@@ -35,6 +35,45 @@ void vlm_kv_cache_clear (VlmKvCache *cache)
     memset (cache, 0, sizeof *cache);
 }
 
+/* One forward's buffers, [T, ...] each, and each position's keys in reach. */
+typedef struct {
+    float *x, *q, *att, *gate, *up;
+    int *lo, *hi, *lo_sliding;
+} Scratch;
+
+/* Rows [r, r + n) of layer l from its attention on: the queries (in s->q)
+ * attend to the S cached positions, then the output projection, the MLP and
+ * both residual adds update h. */
+static void layer_rows (const VlmDecoderConfig *c, const VlmDecoderLayer *L, int l,
+                        VlmThreadPool *pool, const VlmKvCache *cache, int S,
+                        const Scratch *s, float *h, int r, int n)
+{
+    int H = c->hidden, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    const float *kc = cache->k + (gsize) l * cache->capacity * kvd;
+    const float *vc = cache->v + (gsize) l * cache->capacity * kvd;
+    gboolean sliding = c->sliding_window > 0 && l % 2 == 0;
+    float *att = s->att + (gsize) r * qd, *x = s->x;
+    h += (gsize) r * H;
+
+    vlm_ops_attention (pool, att, s->q + (gsize) r * qd, kc, vc, n, S, c->n_heads,
+                       c->n_kv_heads, hd, c->attn_scale, c->attn_softcap,
+                       (sliding ? s->lo_sliding : s->lo) + r, s->hi + r);
+    vlm_matrix_mul (pool, &L->wo, att, n, NULL, x);
+    if (c->sandwich_norms)
+        vlm_ops_rmsnorm (pool, x, x, L->post_attn_norm, n, H, c->rms_eps);
+    vlm_ops_add (h, x, (gsize) n * H);
+
+    vlm_ops_rmsnorm (pool, x, h, c->sandwich_norms ? L->pre_ffw_norm : L->post_attn_norm,
+                     n, H, c->rms_eps);
+    const VlmProduct gate_up[] = { { &L->gate, NULL, s->gate }, { &L->up, NULL, s->up } };
+    vlm_matrix_mul_many (pool, gate_up, 2, x, n);
+    vlm_ops_gelu_tanh (pool, s->gate, s->up, (gsize) n * c->intermediate);
+    vlm_matrix_mul (pool, &L->down, s->gate, n, NULL, x);
+    if (c->sandwich_norms)
+        vlm_ops_rmsnorm (pool, x, x, L->post_ffw_norm, n, H, c->rms_eps);
+    vlm_ops_add (h, x, (gsize) n * H);
+}
+
 void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
                           VlmThreadPool *pool, VlmKvCache *cache, float *h,
                           int T, gboolean prefix, float *out,
@@ -45,74 +84,69 @@ void vlm_decoder_forward (const VlmDecoderConfig *c, const VlmDecoderWeights *w,
     int start = cache->n, S = start + T;
     g_assert (S <= cache->capacity);
 
-    float *x = g_new (float, (gsize) T * MAX (H, qd));
-    float *q = g_new (float, (gsize) T * qd);
-    float *att = g_new (float, (gsize) T * qd);
-    float *gate = g_new (float, (gsize) T * F), *up = g_new (float, (gsize) T * F);
-    int *pos = g_new (int, T), *lo = g_new (int, T), *hi = g_new (int, T),
-        *lo_sliding = g_new (int, T);
+    Scratch s = {
+        .x = g_new (float, (gsize) T * MAX (H, qd)),
+        .q = g_new (float, (gsize) T * qd),
+        .att = g_new (float, (gsize) T * qd),
+        .gate = g_new (float, (gsize) T * F),
+        .up = g_new (float, (gsize) T * F),
+        .lo = g_new (int, T),
+        .hi = g_new (int, T),
+        .lo_sliding = g_new (int, T),
+    };
+    int *pos = g_new (int, T);
     for (int t = 0; t < T; t++) {
         int p = start + t;
         pos[t] = p + 1; /* HF feeds 1-indexed positions to RoPE */
-        lo[t] = 0;
-        hi[t] = prefix ? S : p + 1;
+        s.lo[t] = 0;
+        s.hi[t] = prefix ? S : p + 1;
         /* A prefix block sees itself whole even beyond the window. */
-        lo_sliding[t] = (prefix || !c->sliding_window)
-                            ? 0 : MAX (0, p - c->sliding_window + 1);
+        s.lo_sliding[t] = (prefix || !c->sliding_window)
+                              ? 0 : MAX (0, p - c->sliding_window + 1);
     }
 
     float *angles = vlm_ops_rope_angles (T, hd, pos, c->rope_theta);
 
     for (int l = 0; l < c->n_layers; l++) {
         const VlmDecoderLayer *L = &w->layers[l];
-        float *kc = cache->k + (gsize) l * cache->capacity * kvd;
-        float *vc = cache->v + (gsize) l * cache->capacity * kvd;
-        gboolean sliding = c->sliding_window > 0 && l % 2 == 0;
+        float *kc = cache->k + ((gsize) l * cache->capacity + start) * kvd;
+        float *vc = cache->v + ((gsize) l * cache->capacity + start) * kvd;
 
-        vlm_ops_rmsnorm (pool, x, h, L->in_norm, T, H, c->rms_eps);
-        const VlmProduct qkv[] = { { &L->wq, NULL, q },
-                                   { &L->wk, NULL, kc + (gsize) start * kvd },
-                                   { &L->wv, NULL, vc + (gsize) start * kvd } };
-        vlm_matrix_mul_many (pool, qkv, 3, x, T);
-        vlm_ops_rope (q, T, c->n_heads, hd, angles);
-        vlm_ops_rope (kc + (gsize) start * kvd, T, c->n_kv_heads, hd, angles);
-        vlm_ops_attention (pool, att, q, kc, vc, T, S, c->n_heads, c->n_kv_heads, hd,
-                           c->attn_scale, c->attn_softcap,
-                           sliding ? lo_sliding : lo, hi);
-        vlm_matrix_mul (pool, &L->wo, att, T, NULL, x);
-        if (c->sandwich_norms)
-            vlm_ops_rmsnorm (pool, x, x, L->post_attn_norm, T, H, c->rms_eps);
-        vlm_ops_add (h, x, (gsize) T * H);
-
-        vlm_ops_rmsnorm (pool, x, h, c->sandwich_norms ? L->pre_ffw_norm
-                                                 : L->post_attn_norm,
-                         T, H, c->rms_eps);
-        const VlmProduct gate_up[] = { { &L->gate, NULL, gate }, { &L->up, NULL, up } };
-        vlm_matrix_mul_many (pool, gate_up, 2, x, T);
-        vlm_ops_gelu_tanh (pool, gate, up, (gsize) T * F);
-        vlm_matrix_mul (pool, &L->down, gate, T, NULL, x);
-        if (c->sandwich_norms)
-            vlm_ops_rmsnorm (pool, x, x, L->post_ffw_norm, T, H, c->rms_eps);
-        vlm_ops_add (h, x, (gsize) T * H);
+        vlm_ops_rmsnorm (pool, s.x, h, L->in_norm, T, H, c->rms_eps);
+        const VlmProduct qkv[] = { { &L->wq, NULL, s.q }, { &L->wk, NULL, kc },
+                                   { &L->wv, NULL, vc } };
+        vlm_matrix_mul_many (pool, qkv, 3, s.x, T);
+        vlm_ops_rope (s.q, T, c->n_heads, hd, angles);
+        vlm_ops_rope (kc, T, c->n_kv_heads, hd, angles);
+        /* The last layer's outputs reach nothing but the head, which reads the
+         * last position: the others need only the keys and values cached
+         * above. A trace still gets them all, the last position computed
+         * apart as untraced, so that tracing changes no result. */
+        if (l < c->n_layers - 1) {
+            layer_rows (c, L, l, pool, cache, S, &s, h, 0, T);
+        } else {
+            if (vlm_tracing (trace) && T > 1)
+                layer_rows (c, L, l, pool, cache, S, &s, h, 0, T - 1);
+            layer_rows (c, L, l, pool, cache, S, &s, h, T - 1, 1);
+        }
         char name[32];
         snprintf (name, sizeof name, "text_hidden.%d", l);
         vlm_trace (trace, name, h, T, H);
     }
     cache->n = S;
 
-    /* Only the last position goes on to the head. */
     vlm_ops_rmsnorm (pool, out, h + (gsize) (T - 1) * H, w->final_norm, 1, H, c->rms_eps);
 
-    g_free (x);
-    g_free (q);
-    g_free (att);
-    g_free (gate);
-    g_free (up);
+    g_free (s.x);
+    g_free (s.q);
+    g_free (s.att);
+    g_free (s.gate);
+    g_free (s.up);
+    g_free (s.lo);
+    g_free (s.hi);
+    g_free (s.lo_sliding);
     g_free (pos);
     g_free (angles);
-    g_free (lo);
-    g_free (hi);
-    g_free (lo_sliding);
 }
 
 void vlm_decoder_logits (const VlmDecoderConfig *c, const VlmDecoderWeights *w,

@@ -11,10 +11,15 @@ typedef struct {
     void *user_data;
 } VlmTrace;
 
+static inline int vlm_tracing (const VlmTrace *t)
+{
+    return t && t->func;
+}
+
 static inline void vlm_trace (const VlmTrace *t, const char *stage,
                               const float *data, int rows, int cols)
 {
-    if (t && t->func)
+    if (vlm_tracing (t))
         t->func (stage, data, rows, cols, t->user_data);
 }
 

@@ -192,6 +192,11 @@ static void model_costs (const VlmModel *m, VlmModelInfo *info)
                          (guint64) vc->n_layers * 4 * N * N * D +   /* scores and mix */
                          2 * N * D * 3 * vc->patch_size * vc->patch_size;
     info->prefill_flops = 2 * decoder_params;
+    const VlmDecoderLayer *last = &m->decoder.layers[m->decoder_cfg.n_layers - 1];
+    info->prefill_tail_flops = 2 * ((guint64) last->wo.rows * last->wo.cols +
+                                    (guint64) last->gate.rows * last->gate.cols +
+                                    (guint64) last->up.rows * last->up.cols +
+                                    (guint64) last->down.rows * last->down.cols);
 }
 
 VlmModel *vlm_model_load_with_format (const char *path_or_repo_id,

@@ -98,6 +98,9 @@ typedef struct {
                                * that copy cannot rule out) */
     guint64 vision_flops;     /* floating-point operations per image (encoder) */
     guint64 prefill_flops;    /* per prompt token, decoder layers (no attention) */
+    guint64 prefill_tail_flops; /* of those, the last layer's output projection
+                                 * and MLP, which a prompt runs for its last
+                                 * token only */
     const char *capabilities; /* "text,vision-understanding" */
     const char *default_prompt;
 } VlmModelInfo;

@@ -145,6 +145,13 @@ static void test_case (gconstpointer data)
                      c->generated_ids->len * 4);
     g_assert_cmpstr (r->text, ==, c->text);
 
+    /* Tracing changes no result (the decoder's last layer computes the
+     * other positions only for the trace). */
+    g_autoptr (VlmResult) plain = describe_case (c, m, c->generated_ids->len, NULL);
+    g_assert_cmpmem (plain->prefill_logits, plain->n_logits * 4, r->prefill_logits,
+                     r->n_logits * 4);
+    g_assert_cmpmem (plain->tokens, plain->n_tokens * 4, r->tokens, r->n_tokens * 4);
+
     g_hash_table_unref (t.seen);
     vlm_fixture_case_free (c);
 }

@@ -305,6 +305,7 @@ static int run_child (void)
     double gemm[n], pre_ratio[n], vis_ratio[n];
     double cold_ttft = 0, read_before = 0, gemm_before = 0;
     guint prompt_tokens = 0, generated = 0;
+    double prefill_flops = 0; /* per prompt token, as run */
     for (int r = -1; r < n; r++) { /* run -1 warms the page cache up */
         Timing t = { now_ms (), 0 };
         p.user_data = &t;
@@ -325,13 +326,15 @@ static int run_child (void)
         generated = res->n_tokens;
         vision[r] = res->stats.vision_ms;
         prefill[r] = prompt_tokens / (res->stats.prefill_ms / 1000.0);
+        prefill_flops = info->prefill_flops -
+                        (double) info->prefill_tail_flops * (prompt_tokens - 1) / prompt_tokens;
         decode[r] = res->n_tokens > 1 ? (res->n_tokens - 1) / (res->stats.decode_ms / 1000.0) : 0;
         ttft[r] = t.first - t.start;
         total[r] = now_ms () - t.start;
         read[r] = MAX (read_before, read_after);
         dec_ratio[r] = decode[r] * info->decode_bytes / (read[r] * 1e9);
         gemm[r] = MAX (gemm_before, gemm_after);
-        pre_ratio[r] = prefill[r] * info->prefill_flops / (gemm[r] * 1e9);
+        pre_ratio[r] = prefill[r] * prefill_flops / (gemm[r] * 1e9);
         vis_ratio[r] = info->vision_flops / (vision[r] / 1000.0) / (gemm[r] * 1e9);
         read_before = read_after;
         gemm_before = gemm_after;
@@ -349,7 +352,7 @@ static int run_child (void)
     add_num (b, "weight_bytes", info->weight_bytes);
     add_num (b, "decode_bytes_per_token", info->decode_bytes);
     add_num (b, "vision_flops", info->vision_flops);
-    add_num (b, "prefill_flops_per_token", info->prefill_flops);
+    add_num (b, "prefill_flops_per_token", prefill_flops);
     add_num (b, "load_ms", load_ms);
     add_num (b, "peak_rss_bytes",
              ru.ru_maxrss * 1024.0 - n_read * sizeof (double) - gemm_probe_bytes ());
