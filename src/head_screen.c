@@ -125,9 +125,14 @@ static void build_part (int ith, int nth, gpointer data)
     g_free (qrow);
 }
 
+static gboolean screens (const VlmMatrix *w)
+{
+    return w->type == VLM_MAT_F32 || w->type == VLM_MAT_BF16 || w->type == VLM_MAT_F16;
+}
+
 VlmHeadScreen *vlm_head_screen_new (const VlmMatrix *w, VlmThreadPool *pool)
 {
-    if (w->type != VLM_MAT_F32 && w->type != VLM_MAT_BF16 && w->type != VLM_MAT_F16)
+    if (!screens (w))
         return NULL;
     VlmHeadScreen *s = g_new0 (VlmHeadScreen, 1);
     s->storage = vlm_matrix_quantized_new (w->rows, w->cols, VLM_MAT_Q8, &s->q);
@@ -151,9 +156,13 @@ void vlm_head_screen_free (VlmHeadScreen *s)
     g_free (s);
 }
 
-gsize vlm_head_screen_bytes (const VlmHeadScreen *s)
+gsize vlm_head_screen_bytes (const VlmMatrix *w)
 {
-    return vlm_matrix_bytes (&s->q) + s->q.rows * sizeof (float);
+    if (!screens (w))
+        return 0;
+    VlmMatrix q; /* the copy as vlm_head_screen_new lays it out, without storage */
+    g_free (vlm_matrix_quantized_new (1, w->cols, VLM_MAT_Q8, &q));
+    return vlm_matrix_bytes (&q) * w->rows + w->rows * sizeof (float);
 }
 
 const VlmMatrix *vlm_head_screen_copy (const VlmHeadScreen *s)

@@ -18,12 +18,14 @@
 typedef struct _VlmHeadScreen VlmHeadScreen;
 
 /* A screen for head w [vocab, hidden]; NULL unless w is a float matrix
- * (quantized heads are already about as small as the copy). Built on the
- * threads of pool (may be NULL); w's rows are all read. */
+ * (quantized heads are already about as small as the copy) with finite
+ * weights. Built on the threads of pool (may be NULL); w's rows are all
+ * read. */
 VlmHeadScreen *vlm_head_screen_new (const VlmMatrix *w, VlmThreadPool *pool);
 void vlm_head_screen_free (VlmHeadScreen *s);
-/* Bytes read by one screening (the copy and its bounds). */
-gsize vlm_head_screen_bytes (const VlmHeadScreen *s);
+/* Bytes one screening of head w reads (the copy and its bounds); 0 for a
+ * head that gets no screen by its type. */
+gsize vlm_head_screen_bytes (const VlmMatrix *w);
 
 /* The 8-bit copy, and its bound for row r: its row kernel's product with
  * any finite x is within bound * ||x||_2 of W's (tests check it). */

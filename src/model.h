@@ -104,6 +104,7 @@ struct _VlmModel {
     guint n_eos_tokens;
 
     VlmWeights *weights;              /* owns widened copies and mappings */
+    gsize screen_made;                /* g_once: decoder.head_screen is set */
 };
 
 #endif

@@ -145,17 +145,25 @@ static gboolean mlx_quantization (JsonObject *config, int *group, int *bits,
     return TRUE;
 }
 
-/* The head's screen for greedy decoding, built on every core; then the
- * head's own pages leave the resident set (the page cache keeps them) but
- * for the rows the screen leaves and embedding lookups read again. */
-static void screen_head (VlmModel *m)
+/* The head's screen, made by the first greedy description (any session's,
+ * on its threads): sampling needs the whole head, which the screen's copy
+ * would then only add to. Once it is made, the head's own pages leave the
+ * resident set (the page cache keeps them) but for the rows the screen
+ * leaves and embedding lookups read again. */
+static void screen_head (VlmModel *m, VlmThreadPool *pool)
 {
-    VlmThreadPool *pool = vlm_thread_pool_new (g_get_num_processors ());
+    if (!g_once_init_enter (&m->screen_made))
+        return;
+    gint64 t0 = g_get_monotonic_time ();
     m->decoder.head_screen = vlm_head_screen_new (&m->decoder.lm_head, pool);
-    vlm_thread_pool_free (pool);
-    if (m->decoder.head_screen)
+    if (m->decoder.head_screen) {
         vlm_weights_release (m->weights, m->decoder.lm_head.data,
                              vlm_matrix_bytes (&m->decoder.lm_head));
+        vlm_log (VLM_LOG_INFO, "made the output head's 8-bit screen for greedy decoding "
+                 "(%.1f MB) in %.1f ms", vlm_head_screen_bytes (&m->decoder.lm_head) / 1e6,
+                 (g_get_monotonic_time () - t0) / 1000.0);
+    }
+    g_once_init_leave (&m->screen_made, 1);
 }
 
 /* Sizes behind the performance figures: matrix bytes in memory, bytes
@@ -185,8 +193,8 @@ static void model_costs (const VlmModel *m, VlmModelInfo *info)
     info->weight_bytes = vision + decoder + head + vlm_matrix_bytes (&m->projector.w) +
                          (m->decoder.lm_head.data != m->decoder.embed.data
                               ? vlm_matrix_bytes (&m->decoder.embed) : 0);
-    info->decode_bytes = decoder + (m->decoder.head_screen
-                                        ? vlm_head_screen_bytes (m->decoder.head_screen) : head);
+    gsize screen = vlm_head_screen_bytes (&m->decoder.lm_head);
+    info->decode_bytes = decoder + (screen ? screen : head);
     guint64 N = vc->n_patches, D = vc->hidden;
     info->vision_flops = 2 * N * vision_params +
                          (guint64) vc->n_layers * 4 * N * N * D +   /* scores and mix */
@@ -232,7 +240,6 @@ VlmModel *vlm_model_load_with_format (const char *path_or_repo_id,
         return NULL;
     }
     m->dtype = g_strdup (vlm_weights_dtype (m->weights));
-    screen_head (m);
 
     VlmModelInfo *i = &m->info;
     i->family = family->name;
@@ -394,7 +401,7 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
                                         const VlmDescribeParams *params,
                                         const VlmTrace *trace, GError **error)
 {
-    const VlmModel *m = s->model;
+    VlmModel *m = s->model;
     const VlmDecoderConfig *dc = &m->decoder_cfg;
     VlmDescribeParams defaults;
     if (!params) {
@@ -433,9 +440,13 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
     vlm_trace (trace, "projected", feat, N, H);
     r->stats.vision_ms = ms_since (t);
 
+    guint max_new = params->max_new_tokens;
+    gboolean greedy = params->temperature <= 0.0f && !trace;
+    if (greedy && max_new > 0)
+        screen_head (m, s->pool); /* once, in no stage's time (it logs its own) */
+
     /* Prefill the whole prompt as one bidirectional block. */
     t = g_get_monotonic_time ();
-    guint max_new = params->max_new_tokens;
     vlm_kv_cache_reset (&s->cache, dc, L + MAX (max_new, 1));
     g_autofree float *x = g_new (float, (gsize) L * H);
     if (!embed (m, r->input_ids, L, feat, x, error))
@@ -444,7 +455,6 @@ VlmResult *vlm_session_describe_traced (VlmSession *s, const VlmImage *image,
     g_autofree float *out = g_new (float, H);
     vlm_decoder_forward (dc, &m->decoder, s->pool, &s->cache, x, L, TRUE, out, trace);
     /* Greedy decoding needs the logits only when someone reads them. */
-    gboolean greedy = params->temperature <= 0.0f && !trace;
     g_autofree float *logits = greedy && !params->want_logits
                                    ? NULL : g_new (float, dc->vocab_rows);
     if (logits)
