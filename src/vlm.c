@@ -171,7 +171,7 @@ static void screen_head (VlmModel *m, VlmThreadPool *pool)
 static void model_costs (const VlmModel *m, VlmModelInfo *info)
 {
     const VlmVisionConfig *vc = &m->vision_cfg;
-    guint64 vision = 0, decoder = 0, vision_params = 0, decoder_params = 0;
+    guint64 vision = 0, decoder = 0, vision_params = 0, decoder_params = 0, tail_params = 0;
     for (int i = 0; i < vc->n_layers; i++) {
         const VlmMatrix *ms[] = { &m->vision.layers[i].wq, &m->vision.layers[i].wk,
                                   &m->vision.layers[i].wv, &m->vision.layers[i].wo,
@@ -185,8 +185,11 @@ static void model_costs (const VlmModel *m, VlmModelInfo *info)
         const VlmDecoderLayer *L = &m->decoder.layers[i];
         const VlmMatrix *ms[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down };
         for (guint k = 0; k < G_N_ELEMENTS (ms); k++) {
+            guint64 params = (guint64) ms[k]->rows * ms[k]->cols;
             decoder += vlm_matrix_bytes (ms[k]);
-            decoder_params += (guint64) ms[k]->rows * ms[k]->cols;
+            decoder_params += params;
+            if (i == m->decoder_cfg.n_layers - 1 && k >= 3) /* the last layer from wo on */
+                tail_params += params;
         }
     }
     guint64 head = vlm_matrix_bytes (&m->decoder.lm_head);
@@ -200,11 +203,7 @@ static void model_costs (const VlmModel *m, VlmModelInfo *info)
                          (guint64) vc->n_layers * 4 * N * N * D +   /* scores and mix */
                          2 * N * D * 3 * vc->patch_size * vc->patch_size;
     info->prefill_flops = 2 * decoder_params;
-    const VlmDecoderLayer *last = &m->decoder.layers[m->decoder_cfg.n_layers - 1];
-    info->prefill_tail_flops = 2 * ((guint64) last->wo.rows * last->wo.cols +
-                                    (guint64) last->gate.rows * last->gate.cols +
-                                    (guint64) last->up.rows * last->up.cols +
-                                    (guint64) last->down.rows * last->down.cols);
+    info->prefill_tail_flops = 2 * tail_params;
 }
 
 VlmModel *vlm_model_load_with_format (const char *path_or_repo_id,
